@@ -1,0 +1,314 @@
+"""Facility location on one group of points: distances, objective, greedy optimizers, weights.
+
+This module is the numeric core of sk_crust. It takes arrays and returns arrays; it knows nothing
+about estimators, labels or torch, so it can be tested, benchmarked and distributed on its own.
+Prior validation of the data is assumed (the estimators in ``_selector.py`` do it).
+
+Conventions
+-----------
+For points ``x_1..x_n`` with distances ``d_ij`` the similarity is ``s_ij = d0 - d_ij`` where ``d0`` is
+the largest distance in the group (the paper's Eq. 10), so every ``s_ij >= 0`` and ``s_ii = d0``.
+The facility-location objective of a set ``S`` is ``F(S) = sum_i max_{j in S} s_ij`` (``F({}) = 0``).
+It is monotone submodular, so greedy maximisation is a ``1 - 1/e`` approximation.
+
+``S[j]`` (a row) is always read as "the similarity of every point to candidate ``j``", so the
+greedy optimizers never need the matrix to be bitwise symmetric.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+METRICS = ("euclidean", "sqeuclidean", "cosine")
+OPTIMIZERS = ("naive", "lazy", "stochastic", "centrality")
+WEIGHTS = ("cluster", "radius", "uniform")
+
+# Rows of S handled at once when a pass over all points would otherwise allocate n x k.
+_ROW_BLOCK = 2048
+
+
+class FacilityLocationResult(NamedTuple):
+    """What a greedy optimizer returns for one group of points.
+
+    Attributes
+    ----------
+    indices : ndarray of shape (k,)
+        Positions of the selected points, in the order the optimizer picked them.
+    gains : ndarray of shape (k,)
+        Marginal gain ``F(S_t) - F(S_{t-1})`` of each pick, in the same order.
+    """
+
+    indices: np.ndarray
+    gains: np.ndarray
+    assignment: np.ndarray
+
+
+class _Cover:
+    """The running ``max_{j in S} s_ij`` of every point, and which pick attains it.
+
+    Shared by all optimizers so that the nearest-medoid assignment comes for free during the greedy
+    loop (O(n) per pick) instead of an O(n k) pass afterwards. Ties keep the earlier pick.
+    """
+
+    def __init__(self, n: int):
+        self.value = np.zeros(n, dtype=np.float32)
+        self.assignment = np.zeros(n, dtype=np.intp)
+
+    def add(self, row: np.ndarray, t: int) -> None:
+        self.assignment[row > self.value] = t
+        np.maximum(self.value, row, out=self.value)
+
+
+def pairwise_distances(X: np.ndarray, *, metric: str = "euclidean") -> np.ndarray:
+    """Dense ``(n, n)`` float32 distance matrix computed with one matrix product.
+
+    ``||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b``, clamped at 0 (rounding can make it slightly
+    negative) and with an exact zero diagonal.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if metric == "cosine":
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        # A zero vector has no direction: give it unit distance-1 to everything (cosine of 0).
+        Xn = X / np.where(norms == 0, 1, norms)
+        D = Xn @ Xn.T
+        np.subtract(1.0, D, out=D)
+        np.clip(D, 0.0, 2.0, out=D)
+    else:
+        sq = np.einsum("ij,ij->i", X, X)
+        D = X @ X.T
+        D *= -2.0
+        D += sq[:, None]
+        D += sq[None, :]
+        np.maximum(D, 0.0, out=D)
+        if metric == "euclidean":
+            np.sqrt(D, out=D)
+    np.fill_diagonal(D, 0.0)
+    return D
+
+
+def similarity_matrix(X: np.ndarray, *, metric: str = "euclidean") -> tuple[np.ndarray, float]:
+    """Similarity ``S = d0 - D`` (float32, in place of D) and the constant ``d0 = max(D)``."""
+    S = pairwise_distances(X, metric=metric)
+    d0 = float(S.max()) if S.size else 0.0
+    np.subtract(np.float32(d0), S, out=S)
+    return S, d0
+
+
+def objective(S: np.ndarray, indices: np.ndarray) -> float:
+    """Facility-location objective ``F(S) = sum_i max_{j in S} s_ij`` (0 for an empty set)."""
+    indices = np.asarray(indices, dtype=np.intp)
+    if indices.size == 0:
+        return 0.0
+    total = 0.0
+    for start in range(0, S.shape[1], _ROW_BLOCK):
+        block = S[indices, start:start + _ROW_BLOCK]
+        total += float(block.max(axis=0).sum(dtype=np.float64))
+    return total
+
+
+def _row_gains(S_rows: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """Marginal gains ``sum_i max(S[j, i] - cover_i, 0)`` of the candidates whose rows are given.
+
+    Every optimizer computes gains through this one function, so that the same candidate gets the
+    bitwise-same gain whichever optimizer asks: each row is reduced on its own (contiguous float32,
+    pairwise summation), independently of how many rows are passed. This is what makes ``lazy``
+    reproduce ``naive`` exactly.
+    """
+    diff = S_rows - cover
+    np.maximum(diff, 0.0, out=diff)
+    return diff.sum(axis=1)
+
+
+def greedy_naive(S: np.ndarray, k: int) -> FacilityLocationResult:
+    """Reference greedy: recompute every candidate's gain at every step (O(k n^2)).
+
+    Ties are broken towards the lowest index. Meant for tests and small problems.
+    """
+    n = S.shape[0]
+    cover = _Cover(n)
+    selected = np.zeros(n, dtype=bool)
+    indices = np.empty(k, dtype=np.intp)
+    gains = np.empty(k, dtype=np.float64)
+    for t in range(k):
+        g = _row_gains(S, cover.value)
+        g[selected] = -np.inf
+        j = int(np.argmax(g))
+        indices[t], gains[t] = j, g[j]
+        selected[j] = True
+        cover.add(S[j], t)
+    return FacilityLocationResult(indices, gains, cover.assignment)
+
+
+def greedy_lazy(S: np.ndarray, k: int, *, batch: int = 8) -> FacilityLocationResult:
+    """Exact lazy greedy (Minoux): returns exactly the set and order of :func:`greedy_naive`.
+
+    Submodularity makes a gain computed at an earlier step an upper bound of the current one. We
+    keep those bounds in an array; while the candidate with the largest bound is stale, we refresh
+    the ``batch`` largest bounds at once (one vectorised gather instead of ``batch`` Python
+    iterations). A candidate whose fresh gain is the largest bound is the true argmax. ``np.argmax``
+    picks the lowest index among equal bounds, the same tie rule as the naive loop, and gains come
+    from the same :func:`_row_gains`, so the result is identical, ties included.
+    """
+    n = S.shape[0]
+    batch = max(1, min(batch, n))
+    cover = _Cover(n)
+    bound = _row_gains(S, cover.value)  # exact at step 0 (these are the centrality row sums)
+    fresh_at = np.zeros(n, dtype=np.int64)  # step at which each bound was last computed
+    selected = np.zeros(n, dtype=bool)
+    indices = np.empty(k, dtype=np.intp)
+    gains = np.empty(k, dtype=np.float64)
+    for t in range(k):
+        while True:
+            j = int(np.argmax(bound))
+            if fresh_at[j] == t:
+                break
+            # j itself is refreshed explicitly: with tied bounds, the top-`batch` partition may
+            # leave it out, and the loop would never make progress.
+            top = np.argpartition(bound, n - batch)[n - batch:]
+            top = top[(fresh_at[top] != t) & ~selected[top]]
+            stale = np.union1d(top, [j])
+            bound[stale] = _row_gains(S[stale], cover.value)
+            fresh_at[stale] = t
+        indices[t], gains[t] = j, bound[j]
+        bound[j] = -np.inf  # never picked again; bounds refreshed at step t go stale at t + 1
+        selected[j] = True
+        cover.add(S[j], t)
+    return FacilityLocationResult(indices, gains, cover.assignment)
+
+
+def greedy_stochastic(S: np.ndarray, k: int, *, epsilon: float = 0.1,
+                      random_state: np.random.Generator | np.random.RandomState | int | None = None
+                      ) -> FacilityLocationResult:
+    """Stochastic greedy ("lazier than lazy greedy", Mirzasoleiman et al., AAAI 2015).
+
+    Each step evaluates a uniform random sample of ``ceil(n / k * log(1 / epsilon))`` unselected
+    candidates and keeps the best: ``(1 - 1/e - epsilon)`` in expectation, with O(n log(1/eps))
+    gain evaluations per step instead of O(n).
+    """
+    rng = _as_generator(random_state)
+    n = S.shape[0]
+    sample = max(1, min(n, int(math.ceil(n / max(k, 1) * math.log(1.0 / epsilon)))))
+    cover = _Cover(n)
+    remaining = np.arange(n)
+    indices = np.empty(k, dtype=np.intp)
+    gains = np.empty(k, dtype=np.float64)
+    for t in range(k):
+        m = remaining.size
+        pos = rng.choice(m, size=sample, replace=False) if sample < m else np.arange(m)
+        cand = remaining[pos]
+        g = _row_gains(S[cand], cover.value)
+        best = int(np.argmax(g))
+        j = int(cand[best])
+        indices[t], gains[t] = j, g[best]
+        remaining = np.delete(remaining, pos[best])
+        cover.add(S[j], t)
+    return FacilityLocationResult(indices, gains, cover.assignment)
+
+
+def top_centrality(S: np.ndarray, k: int) -> FacilityLocationResult:
+    """The ``k`` most central points: largest similarity row sums (ties: lowest index first).
+
+    This is what the official CRUST code's "lazy greedy" effectively returns: its gains are never
+    updated after the first step, so its order is the order of the first-step gains. It picks the
+    densest points of a group rather than diverse medoids, which is why its coresets are cleaner
+    under label noise. Gains are the true marginal gains of that sequence.
+    """
+    n = S.shape[0]
+    cover = _Cover(n)
+    scores = _row_gains(S, cover.value)
+    order = np.argsort(-scores, kind="stable")[:k].astype(np.intp)
+    gains = np.empty(k, dtype=np.float64)
+    for t, j in enumerate(order):
+        gains[t] = _row_gains(S[j:j + 1], cover.value)[0]
+        cover.add(S[j], t)
+    return FacilityLocationResult(order, gains, cover.assignment)
+
+
+def nearest_selected(S: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """For every point, the position in ``indices`` of its most similar selected point.
+
+    Ties go to the earlier pick. Rows are processed in blocks so memory stays O(block * k).
+    """
+    indices = np.asarray(indices, dtype=np.intp)
+    n = S.shape[0]
+    out = np.empty(n, dtype=np.intp)
+    for start in range(0, n, _ROW_BLOCK):
+        out[start:start + _ROW_BLOCK] = S[indices, start:start + _ROW_BLOCK].argmax(axis=0)
+    return out
+
+
+def coreset_weights(S: np.ndarray, indices: np.ndarray, assignment: np.ndarray, *,
+                    weights: str = "cluster", d0: float = 0.0, radius: float = 2.0) -> np.ndarray:
+    """Weight of each selected point.
+
+    ``"cluster"``: the number of points whose nearest selected point it is (the paper); the
+    weights sum to ``n``. ``"radius"``: the number of points within distance ``radius`` of it,
+    itself included (the official code); with typical gradient norms this is close to 1.
+    ``"uniform"``: ``n / k`` for every point, so that the weights also sum to ``n`` and the three
+    schemes put the same total mass on the loss.
+    """
+    k = len(indices)
+    n = S.shape[0]
+    if weights == "cluster":
+        return np.bincount(assignment, minlength=k).astype(np.float64)
+    if weights == "uniform":
+        return np.full(k, n / k, dtype=np.float64)
+    if weights == "radius":
+        # d_ij <= r  <=>  s_ij >= d0 - r
+        threshold = np.float32(d0 - radius)
+        counts = np.zeros(k, dtype=np.float64)
+        for start in range(0, n, _ROW_BLOCK):
+            counts += (S[indices, start:start + _ROW_BLOCK] >= threshold).sum(axis=1)
+        return counts
+    raise ValueError(f"weights={weights!r} is not valid: pass one of {WEIGHTS}")
+
+
+def run_optimizer(S: np.ndarray, k: int, *, optimizer: str = "lazy", epsilon: float = 0.1,
+                  random_state=None) -> FacilityLocationResult:
+    """Dispatch to one of :data:`OPTIMIZERS` on a precomputed similarity matrix."""
+    if optimizer == "lazy":
+        return greedy_lazy(S, k)
+    if optimizer == "naive":
+        return greedy_naive(S, k)
+    if optimizer == "stochastic":
+        return greedy_stochastic(S, k, epsilon=epsilon, random_state=random_state)
+    if optimizer == "centrality":
+        return top_centrality(S, k)
+    raise ValueError(f"optimizer={optimizer!r} is not valid: pass one of {OPTIMIZERS}")
+
+
+class GroupSelection(NamedTuple):
+    """Selection in one group: positions are local to the group's rows."""
+
+    indices: np.ndarray      # selected positions, greedy order
+    weights: np.ndarray      # weight of each selected point
+    gains: np.ndarray        # marginal gain of each pick
+    assignment: np.ndarray   # (n,) position in ``indices`` of each point's nearest selected point
+    objective: float         # F(indices)
+
+
+def select_group(X: np.ndarray, k: int, *, optimizer: str = "lazy", weights: str = "cluster",
+                 metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
+                 random_state=None) -> GroupSelection:
+    """Select ``k`` weighted medoids among the rows of ``X`` by facility location.
+
+    Prior validation is assumed: ``X`` is a finite 2-D float array and ``1 <= k <= len(X)``.
+    """
+    S, d0 = similarity_matrix(X, metric=metric)
+    result = run_optimizer(S, k, optimizer=optimizer, epsilon=epsilon, random_state=random_state)
+    w = coreset_weights(S, result.indices, result.assignment, weights=weights, d0=d0,
+                        radius=radius)
+    return GroupSelection(result.indices, w, result.gains, result.assignment,
+                          float(result.gains.sum()))
+
+
+def _as_generator(random_state) -> np.random.Generator:
+    """Accept None, an int, a numpy Generator or a legacy RandomState."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    return np.random.default_rng(random_state)

@@ -1,0 +1,444 @@
+"""Estimators around the facility-location core: `CrustSelector` and `CrustSampler`.
+
+They validate inputs, split the data by class, give every class its budget, run the classes in
+parallel with joblib (so ``joblib.parallel_config(backend="dask")`` moves the work to a Dask cluster)
+and turn per-class results into dataset-level attributes. No torch import here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import TransformerTags
+from sklearn.model_selection import check_cv, cross_val_predict
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._facility_location import METRICS, OPTIMIZERS, WEIGHTS, select_group
+
+
+class Coreset(NamedTuple):
+    """A weighted subset of a dataset.
+
+    Attributes
+    ----------
+    indices : ndarray of shape (n_selected,)
+        Row positions of the selected samples in the data passed to ``fit``.
+    weights : ndarray of shape (n_selected,)
+        Weight of each selected sample (with ``weights="cluster"``: the size of its cluster).
+    """
+
+    indices: np.ndarray
+    weights: np.ndarray
+
+
+def class_budgets(class_sizes: np.ndarray, k: float | int) -> np.ndarray:
+    """Number of points to select in each class.
+
+    A float ``k`` in (0, 1] selects ``round(k * n_c)`` points of each class (at least 1). An int
+    ``k`` is a total budget split in proportion to class sizes by largest remainders, at least 1 per
+    class, never more than a class holds.
+
+    Parameters
+    ----------
+    class_sizes : ndarray of shape (n_classes,)
+        Number of samples in each class (all >= 1).
+    k : float or int
+        The budget (validated by the caller).
+
+    Returns
+    -------
+    budgets : ndarray of shape (n_classes,)
+
+    Examples
+    --------
+    >>> from sk_crust._selector import class_budgets
+    >>> class_budgets(np.array([10, 30]), 0.5).tolist()
+    [5, 15]
+    >>> class_budgets(np.array([10, 30]), 9).tolist()
+    [2, 7]
+    """
+    sizes = np.asarray(class_sizes, dtype=np.int64)
+    if isinstance(k, (Real, np.floating)) and not isinstance(k, Integral):
+        # floor(x + 0.5): round half up, not numpy's round-half-to-even.
+        return np.clip(np.floor(k * sizes + 0.5).astype(np.int64), 1, sizes)
+    total = int(k)
+    quota = total * sizes / sizes.sum()
+    budgets = np.maximum(np.floor(quota).astype(np.int64), 1)
+    budgets = np.minimum(budgets, sizes)
+    # Hand out what is left by largest remainder, then take back from the largest budgets if the
+    # at-least-one rule overshot.
+    remainder = quota - np.floor(quota)
+    while budgets.sum() < total:
+        room = budgets < sizes
+        j = int(np.argmax(np.where(room, remainder, -np.inf)))
+        budgets[j] += 1
+        remainder[j] = -1.0
+    while budgets.sum() > total:
+        j = int(np.argmax(np.where(budgets > 1, budgets - quota, -np.inf)))
+        budgets[j] -= 1
+    return budgets
+
+
+def _fingerprint(G: np.ndarray) -> str:
+    """A cheap identity of the data seen at fit, so `transform` can refuse other data."""
+    return hashlib.blake2b(np.ascontiguousarray(G).view(np.uint8), digest_size=16).hexdigest()
+
+
+class CrustSelector(BaseEstimator):
+    """Select a weighted coreset of each class by greedy facility location (CRUST).
+
+    For each class ``c`` with points ``G_c`` (typically per-example gradient features, see
+    :class:`CrustSampler` and :class:`CrustClassifier`), the selector greedily maximises
+    ``F(S) = sum_i max_{j in S} (d0 - d_ij)`` under a size budget, then weighs each selected medoid.
+
+    Parameters
+    ----------
+    k : float or int, default=0.5
+        Coreset size. A float in (0, 1] is the fraction of each class to keep; an int >= 1 is the
+        total size, split across classes in proportion to their sizes (at least 1 per class).
+    optimizer : {"lazy", "naive", "stochastic", "centrality"}, default="lazy"
+        ``"lazy"``: exact greedy with lazy evaluations (the same set and order as ``"naive"``,
+        faster). ``"naive"``: plain greedy, the slow reference. ``"stochastic"``: stochastic
+        greedy, ``(1 - 1/e - epsilon)``-approximate, fast for large classes. ``"centrality"``:
+        the ``k`` points with the largest similarity row sums, which is what the official CRUST
+        code's greedy effectively computes (see the user guide).
+    weights : {"cluster", "radius", "uniform"}, default="cluster"
+        ``"cluster"``: each medoid weighs the number of points closest to it (sum = n).
+        ``"radius"``: the number of points within ``radius`` of it (the official code).
+        ``"uniform"``: ``n_c / k_c`` each.
+    metric : {"euclidean", "sqeuclidean", "cosine"}, default="euclidean"
+        Distance between feature vectors.
+    epsilon : float, default=0.1
+        Accuracy parameter of ``optimizer="stochastic"``.
+    radius : float, default=2.0
+        Radius of ``weights="radius"``.
+    n_jobs : int, default=None
+        Classes processed in parallel by joblib (``None`` means 1 unless in a
+        ``joblib.parallel_config`` context).
+    random_state : int, RandomState instance or None, default=None
+        Seeds ``optimizer="stochastic"``; each class gets its own stream derived from it.
+
+    Attributes
+    ----------
+    indices_ : ndarray of shape (n_selected,)
+        Positions of the selected samples, class by class (in ``classes_`` order), each class in
+        greedy order.
+    weights_ : ndarray of shape (n_selected,)
+        Weight of each selected sample.
+    labels_ : ndarray of shape (n_samples,)
+        For each sample, the position in ``indices_`` of its medoid (its cluster).
+    sample_weight_ : ndarray of shape (n_samples,)
+        Dense weights: ``weights_`` at ``indices_``, 0 elsewhere. Pass it as ``sample_weight`` to
+        any scikit-learn estimator.
+    gains_ : ndarray of shape (n_selected,)
+        Marginal gain of each pick.
+    objective_ : float
+        Facility-location objective, summed over classes.
+    class_objectives_ : ndarray of shape (n_classes,)
+        Objective of each class.
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    See Also
+    --------
+    CrustSampler : the same selection as an imbalanced-learn sampler step.
+    CrustClassifier : the full CRUST training loop on a skorch net.
+
+    Notes
+    -----
+    ``transform`` returns the coreset selected at ``fit`` for that same data (selection is
+    transductive, like :class:`~sklearn.manifold.TSNE`): it returns a :class:`Coreset`, not an
+    array, so this is not a pipeline transformer. In a pipeline that should drop rows, use
+    :class:`CrustSampler`, or pass ``sample_weight_`` to the next estimator.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_crust import CrustSelector
+    >>> rng = np.random.default_rng(0)
+    >>> G = rng.normal(size=(100, 5))
+    >>> y = np.repeat([0, 1], 50)
+    >>> indices, weights = CrustSelector(k=0.2).fit_transform(G, y)
+    >>> len(indices), int(weights.sum())
+    (20, 100)
+    """
+
+    _parameter_constraints: dict = {
+        "k": [Interval(Real, 0, 1, closed="right"), Interval(Integral, 1, None, closed="left")],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "weights": [StrOptions(set(WEIGHTS))],
+        "metric": [StrOptions(set(METRICS))],
+        "epsilon": [Interval(Real, 0, 1, closed="neither")],
+        "radius": [Interval(Real, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, k: float | int = 0.5, *, optimizer: str = "lazy", weights: str = "cluster",
+                 metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
+                 n_jobs: int | None = None, random_state=None):
+        self.k = k
+        self.optimizer = optimizer
+        self.weights = weights
+        self.metric = metric
+        self.epsilon = epsilon
+        self.radius = radius
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(self, G, y) -> CrustSelector:
+        """Select the coreset of each class.
+
+        Parameters
+        ----------
+        G : array-like of shape (n_samples, n_features)
+            Features to cluster (e.g. per-example gradients). Must be finite.
+        y : array-like of shape (n_samples,)
+            Groups (class labels or predictions); any hashable labels.
+
+        Returns
+        -------
+        self : CrustSelector
+        """
+        _validate_k(self.k)
+        self._validate_params()
+        G, y = validate_data(self, G, y, dtype=[np.float32, np.float64], y_numeric=False)
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        groups = [np.flatnonzero(y_idx == c) for c in range(len(self.classes_))]
+        budgets = class_budgets(np.array([len(g) for g in groups]), self.k)
+        seeds = check_random_state(self.random_state).randint(
+            np.iinfo(np.int32).max, size=len(groups))
+        Gf = G.astype(np.float32, copy=False)
+        results = Parallel(n_jobs=self.n_jobs)(
+            delayed(select_group)(Gf[rows], int(b), optimizer=self.optimizer,
+                                  weights=self.weights, metric=self.metric,
+                                  epsilon=self.epsilon, radius=self.radius,
+                                  random_state=int(seed))
+            for rows, b, seed in zip(groups, budgets, seeds))
+        self._set_selection(G, groups, results)
+        return self
+
+    def _set_selection(self, G, groups, results) -> None:
+        """Turn per-class (local) results into dataset-level fitted attributes."""
+        n = G.shape[0]
+        offsets = np.cumsum([0] + [len(r.indices) for r in results])
+        self.indices_ = np.concatenate([rows[r.indices] for rows, r in zip(groups, results)])
+        self.weights_ = np.concatenate([r.weights for r in results])
+        self.gains_ = np.concatenate([r.gains for r in results])
+        self.class_objectives_ = np.array([r.objective for r in results])
+        self.objective_ = float(self.class_objectives_.sum())
+        self.labels_ = np.empty(n, dtype=np.intp)
+        for rows, r, off in zip(groups, results, offsets):
+            self.labels_[rows] = r.assignment + off
+        self.sample_weight_ = np.zeros(n, dtype=np.float64)
+        self.sample_weight_[self.indices_] = self.weights_
+        self._fit_fingerprint = (G.shape, _fingerprint(G))
+
+    def transform(self, G) -> Coreset:
+        """Return the coreset selected at ``fit`` for this same data.
+
+        Parameters
+        ----------
+        G : array-like of shape (n_samples, n_features)
+            The data passed to ``fit``.
+
+        Returns
+        -------
+        coreset : Coreset
+            ``(indices, weights)``.
+
+        Raises
+        ------
+        ValueError
+            If ``G`` is not the data seen at ``fit``: selection is transductive.
+        """
+        check_is_fitted(self)
+        G = validate_data(self, G, dtype=[np.float32, np.float64], reset=False)
+        shape, digest = self._fit_fingerprint
+        if G.shape != shape or _fingerprint(G) != digest:
+            raise ValueError(
+                f"transform got data of shape {G.shape} that differs from the data seen at fit "
+                f"(shape {shape}): CrustSelector is transductive; call fit_transform on the new "
+                "data instead")
+        return Coreset(self.indices_, self.weights_)
+
+    def fit_transform(self, G, y) -> Coreset:
+        """Fit to ``(G, y)`` and return the :class:`Coreset` ``(indices, weights)``."""
+        self.fit(G, y)
+        return Coreset(self.indices_, self.weights_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        # It has `transform`, but that returns a Coreset of the fitted data, not new features:
+        # declared so scikit-learn's checks know, with the failures listed in the tests.
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])
+        return tags
+
+
+def _validate_k(k) -> None:
+    """`k` gets its own message: the generic one does not say how float and int differ."""
+    ok_float = isinstance(k, (Real, np.floating)) and not isinstance(k, (Integral, bool)) \
+        and 0 < k <= 1
+    ok_int = isinstance(k, (Integral, np.integer)) and not isinstance(k, bool) and k >= 1
+    if not (ok_float or ok_int):
+        raise ValueError(f"k={k!r} is not valid: pass a float in (0, 1] (fraction of each class) "
+                         "or an int >= 1 (total coreset size)")
+
+
+class CrustSampler(BaseEstimator):
+    """Keep a CRUST coreset of the training rows: an imbalanced-learn style sampler.
+
+    ``fit_resample(X, y)`` computes gradient features, selects a weighted coreset of each class
+    with :class:`CrustSelector` and returns the selected rows. Use it as a step of an
+    ``imblearn.pipeline.Pipeline`` (resampling happens at fit time only) or on its own, and pass
+    ``sample_weight_[sample_indices_]`` to the next estimator if it takes weights.
+
+    Parameters
+    ----------
+    k : float or int, default=0.5
+        Coreset size, as in :class:`CrustSelector`.
+    estimator : estimator with ``predict_proba``, default=None
+        Model whose out-of-fold probabilities give the gradient features ``p(x) - onehot(y)``
+        (the last-layer gradient of the cross-entropy, as in CRUST's Eq. 9). ``None`` means
+        ``LogisticRegression(max_iter=1000)``.
+    features : {"gradient", "X"}, default="gradient"
+        ``"gradient"``: out-of-fold ``predict_proba`` minus one-hot labels. ``"X"``: select in
+        input space.
+    cv : int, cross-validation generator or iterable, default=5
+        Folds for the out-of-fold probabilities (as cleanlab does), so that no sample is scored by
+        a model that saw its label.
+    optimizer, weights, metric, epsilon, radius, n_jobs, random_state
+        As in :class:`CrustSelector`.
+
+    Attributes
+    ----------
+    sample_indices_ : ndarray of shape (n_selected,)
+        Rows of ``X`` returned by ``fit_resample`` (imbalanced-learn's name).
+    sample_weight_ : ndarray of shape (n_samples,)
+        Dense coreset weights over the rows of ``X`` (0 outside the coreset).
+    selector_ : CrustSelector
+        The fitted selector.
+    gradients_ : ndarray of shape (n_samples, n_classes)
+        The features the selection ran on (only for ``features="gradient"``).
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from sk_crust import CrustSampler
+    >>> X, y = make_classification(n_samples=200, random_state=0)
+    >>> X_res, y_res = CrustSampler(k=0.5, random_state=0).fit_resample(X, y)
+    >>> X_res.shape
+    (100, 20)
+    """
+
+    _parameter_constraints: dict = {
+        **CrustSelector._parameter_constraints,
+        "estimator": [HasMethods(["fit", "predict_proba"]), None],
+        "features": [StrOptions({"gradient", "X"})],
+        "cv": ["cv_object"],
+    }
+
+    def __init__(self, k: float | int = 0.5, *, estimator=None, features: str = "gradient",
+                 cv=5, optimizer: str = "lazy", weights: str = "cluster",
+                 metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
+                 n_jobs: int | None = None, random_state=None):
+        self.k = k
+        self.estimator = estimator
+        self.features = features
+        self.cv = cv
+        self.optimizer = optimizer
+        self.weights = weights
+        self.metric = metric
+        self.epsilon = epsilon
+        self.radius = radius
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(self, X, y) -> CrustSampler:
+        """Select the coreset (as :meth:`fit_resample` does) and return the sampler.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : CrustSampler
+        """
+        self.fit_resample(X, y)
+        return self
+
+    def fit_resample(self, X, y):
+        """Select the coreset and return its rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        X_resampled : ndarray of shape (n_selected, n_features)
+        y_resampled : ndarray of shape (n_selected,)
+        """
+        _validate_k(self.k)
+        self._validate_params()
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], y_numeric=False)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if self.features == "gradient":
+            G = self._gradients(X, y)
+            self.gradients_ = G
+        else:
+            if hasattr(X, "toarray"):
+                raise ValueError("features='X' needs dense X: pass features='gradient' for "
+                                 "sparse input, or densify X")
+            G = X
+        self.selector_ = CrustSelector(
+            k=self.k, optimizer=self.optimizer, weights=self.weights, metric=self.metric,
+            epsilon=self.epsilon, radius=self.radius, n_jobs=self.n_jobs,
+            random_state=self.random_state).fit(G, y)
+        self.sample_indices_ = self.selector_.indices_
+        self.sample_weight_ = self.selector_.sample_weight_
+        return X[self.sample_indices_], y[self.sample_indices_]
+
+    def _gradients(self, X, y) -> np.ndarray:
+        """Out-of-fold ``predict_proba(x) - onehot(y)``: the cross-entropy's logit gradient."""
+        from sklearn.linear_model import LogisticRegression
+
+        estimator = (LogisticRegression(max_iter=1000) if self.estimator is None
+                     else clone(self.estimator))
+        _, counts = np.unique(y, return_counts=True)
+        cv = self.cv
+        smallest = int(counts.min())
+        if isinstance(cv, Integral) and smallest < cv:
+            raise ValueError(
+                f"cv={cv} folds need at least {cv} samples in every class, but the smallest "
+                f"class has {smallest} sample{'s' if smallest != 1 else ''}: lower cv, or use "
+                "features='X'")
+        cv = check_cv(cv, y, classifier=True)
+        proba = cross_val_predict(estimator, X, y, cv=cv, method="predict_proba",
+                                  n_jobs=self.n_jobs)
+        onehot = (y[:, None] == self.classes_[None, :]).astype(proba.dtype)
+        return proba - onehot
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.input_tags.sparse = True
+        return tags
