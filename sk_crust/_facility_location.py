@@ -299,6 +299,9 @@ def select_group(X: np.ndarray, k: int, *, optimizer: str = "lazy", weights: str
     """
     S, d0 = similarity_matrix(X, metric=metric)
     result = run_optimizer(S, k, optimizer=optimizer, epsilon=epsilon, random_state=random_state)
+    # A medoid always belongs to its own cluster. With duplicated points a later pick ties with an
+    # earlier one (ties keep the earlier pick), which would leave it an empty cluster, weight 0.
+    result.assignment[result.indices] = np.arange(len(result.indices))
     w = coreset_weights(S, result.indices, result.assignment, weights=weights, d0=d0,
                         radius=radius)
     return GroupSelection(result.indices, w, result.gains, result.assignment,
