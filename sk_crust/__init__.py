@@ -4,6 +4,7 @@
 torch modules are loaded on first access.
 """
 
+from ._diagnostics import CoresetReport, coreset_report, estimate_noise_rate
 from ._selector import Coreset, CrustSampler, CrustSelector
 from .noise import add_label_noise
 
@@ -18,7 +19,8 @@ _TORCH_NAMES = {
     "SmallCNN": ".modules",
 }
 
-__all__ = ["Coreset", "CrustSampler", "CrustSelector", "add_label_noise", *_TORCH_NAMES]
+__all__ = ["Coreset", "CoresetReport", "CrustSampler", "CrustSelector", "add_label_noise",
+           "coreset_report", "estimate_noise_rate", *_TORCH_NAMES]
 
 
 def __getattr__(name: str):

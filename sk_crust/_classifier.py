@@ -219,9 +219,11 @@ class CrustClassifier(NeuralNetClassifier):
         Must accept ``reduction="none"`` (set by the net).
     optimizer : torch optimizer class, default=torch.optim.Adam
     lr : float, default=1e-3
-    coreset_size : float or int, default=None
+    coreset_size : float, int or "auto", default=None
         A float in (0, 1] is the fraction of each group to select; an int >= 1 the total size,
-        split across groups in proportion to their sizes. ``None``: the preset's (0.5).
+        split across groups in proportion to their sizes. ``"auto"``: the fraction of labels
+        estimated to be right at the first selection (1 - ``noise_rate_``, clipped to
+        [0.1, 0.9]). ``None``: the preset's (0.5).
     warmup_epochs : int, default=None
         Epochs of training on all data before the first selection. ``None``: the preset's (5).
     select_every : int, default=None
@@ -272,6 +274,13 @@ class CrustClassifier(NeuralNetClassifier):
         Their weights (cluster sizes with ``selection_weights="cluster"``).
     crust_config_ : dict
         The CRUST parameters in effect (the preset with the user's values on top).
+    noise_rate_ : float
+        With ``coreset_size="auto"`` only: the estimated fraction of wrong training labels
+        (a confident-joint count on the predictions after warm-up, see
+        :func:`~sk_crust.estimate_noise_rate`); also in ``history`` as ``noise_rate``.
+    coreset_fraction_ : float
+        With ``coreset_size="auto"`` only: the coreset fraction used, ``1 - noise_rate_``
+        clipped to [0.1, 0.9].
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     n_features_in_ : int
@@ -486,9 +495,11 @@ class CrustClassifier(NeuralNetClassifier):
         config = {name: (PRESETS[self.preset][name] if getattr(self, name) is None
                          else getattr(self, name)) for name in _CRUST_PARAMS}
         size = config["coreset_size"]
-        if not (_is_fraction(size) or _is_int(size, 1)):
+        if not (_is_fraction(size) or _is_int(size, 1) or (isinstance(size, str)
+                                                           and size == "auto")):
             raise ValueError(f"coreset_size={size!r} is not valid: pass a float in (0, 1] "
-                             "(fraction of each group) or an int >= 1 (total coreset size)")
+                             "(fraction of each group), an int >= 1 (total coreset size) or "
+                             "'auto' (the estimated clean fraction)")
         if not _is_int(config["warmup_epochs"], 0):
             raise ValueError(f"warmup_epochs={config['warmup_epochs']!r} is not valid: pass an "
                              "int >= 0")
@@ -556,6 +567,8 @@ class CrustClassifier(NeuralNetClassifier):
         """Compute gradient features of the training split and select its coreset."""
         config = self.crust_config_
         size = config["coreset_size"]
+        if isinstance(size, str):  # "auto"
+            size = self._auto_coreset_size(run)
         if _is_int(size, 1) and size > run.n:
             raise ValueError(f"coreset_size={size} is larger than the {run.n} training examples")
         features = self._gradient_features(run.dataset)
@@ -569,6 +582,72 @@ class CrustClassifier(NeuralNetClassifier):
         self.coreset_indices_ = run.fit_index[selector.indices_]
         self.coreset_weights_ = selector.weights_
         return float(selector.objective_)
+
+    def _auto_coreset_size(self, run: _CrustRun) -> float:
+        """``coreset_size="auto"``: 1 - the noise rate estimated at the first selection.
+
+        The estimate is a confident-joint count (:func:`~sk_crust.estimate_noise_rate`) on the
+        training split's predicted probabilities right after warm-up, before the network has
+        memorised the wrong labels; it is kept for the rest of training (and ``partial_fit``).
+        """
+        from ._diagnostics import _confident_joint_noise, auto_fraction
+
+        if getattr(self, "noise_rate_", None) is None:
+            iterator = self.get_iterator(run.dataset, training=False)
+            self._set_training(False)
+            logits = _gradient_features(self.infer, (unpack_data(b) for b in iterator), run.n,
+                                        kind="logits")
+            proba = logits.features.astype(np.float64)
+            proba[np.arange(run.n), logits.y] += 1.0  # softmax - onehot + onehot
+            self.noise_rate_ = _confident_joint_noise(logits.y, proba)
+            self.coreset_fraction_ = auto_fraction(self.noise_rate_)
+        self.history.record("noise_rate", self.noise_rate_)
+        return self.coreset_fraction_
+
+    def get_label_issues(self, X, y):
+        """Rank samples by how likely their label is wrong, most suspicious first.
+
+        skorch nets do not keep their training data, so pass it again (or any labelled data).
+        The score is the norm of the loss gradient with respect to the logits,
+        ``||softmax(z) - onehot(y)||`` (between 0 and sqrt(2)): large when the network, trained
+        on clean coresets, confidently predicts another class than the given one. A selection
+        with the net's CRUST settings is run on the data's gradient features to report which
+        samples would be in the coreset, with their weights and medoid distances.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+        y : array-like of shape (n_samples,)
+            Given (possibly noisy) labels, values of ``classes_``.
+
+        Returns
+        -------
+        issues : pandas.DataFrame
+            Indexed by sample position, sorted by decreasing ``suspicion``, with columns
+            ``given_label``, ``predicted_label``, ``predicted_proba_of_given`` (the predicted
+            probability of the given label), ``gradient_norm``, ``medoid_distance``,
+            ``selected``, ``weight`` and ``suspicion`` (the gradient norm).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sk_crust import CrustClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(200, 2)).astype(np.float32)
+        >>> y = (X[:, 0] > 0).astype(int)
+        >>> y[:10] = 1 - y[:10]  # ten wrong labels
+        >>> net = CrustClassifier(max_epochs=20, lr=0.01, train_split=None, verbose=0,
+        ...                       random_state=0).fit(X, y)
+        >>> issues = net.get_label_issues(X, y)
+        >>> list(issues.columns)  # doctest: +NORMALIZE_WHITESPACE
+        ['given_label', 'predicted_label', 'predicted_proba_of_given', 'gradient_norm',
+         'medoid_distance', 'selected', 'weight', 'suspicion']
+        >>> int(np.sum(issues.index[:10] < 10)) >= 8  # the wrong labels come first
+        True
+        """
+        from ._diagnostics import classifier_label_issues
+
+        return classifier_label_issues(self, X, y)
 
     def gradient_features(self, X, y=None) -> GradientFeatures:
         """Per-example gradient features, as the net computes them for selection.
@@ -677,7 +756,8 @@ class CrustClassifier(NeuralNetClassifier):
 
     def initialize(self):
         # A fresh model has no coreset yet.
-        for name in ("coreset_indices_", "coreset_weights_"):
+        for name in ("coreset_indices_", "coreset_weights_", "noise_rate_",
+                     "coreset_fraction_"):
             self.__dict__.pop(name, None)
         return super().initialize()
 

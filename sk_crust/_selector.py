@@ -21,6 +21,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._diagnostics import (auto_fraction, center_distances, estimate_noise_rate_geometric,
+                           medoid_distances)
 from ._facility_location import METRICS, OPTIMIZERS, WEIGHTS, select_group
 
 
@@ -101,9 +103,13 @@ class CrustSelector(BaseEstimator):
 
     Parameters
     ----------
-    k : float or int, default=0.5
+    k : float, int or "auto", default=0.5
         Coreset size. A float in (0, 1] is the fraction of each class to keep; an int >= 1 is the
         total size, split across classes in proportion to their sizes (at least 1 per class).
+        ``"auto"``: 1 - a noise rate estimated from the features alone (the fraction of points
+        far from their class's centre, see ``noise_rate_``), clipped to [0.1, 0.9]; a rough
+        guess (see the user guide); :class:`CrustSampler` and :class:`CrustClassifier` estimate
+        it from predicted probabilities instead, which is more accurate.
     optimizer : {"lazy", "naive", "stochastic", "centrality"}, default="lazy"
         ``"lazy"``: exact greedy with lazy evaluations (the same set and order as ``"naive"``,
         faster). ``"naive"``: plain greedy, the slow reference. ``"stochastic"``: stochastic
@@ -144,6 +150,15 @@ class CrustSelector(BaseEstimator):
         Facility-location objective, summed over classes.
     class_objectives_ : ndarray of shape (n_classes,)
         Objective of each class.
+    distances_ : ndarray of shape (n_samples,)
+        Distance of each sample to its medoid (0 for the medoids), in ``metric``.
+    center_distances_ : ndarray of shape (n_samples,)
+        Distance of each sample to its class's first selected point (its most central point,
+        except with ``optimizer="stochastic"``); the suspicion score of :meth:`get_label_issues`.
+    group_of_selected_ : ndarray of shape (n_selected,)
+        Position in ``classes_`` of each selected sample's class.
+    noise_rate_ : float
+        With ``k="auto"`` only: the estimated fraction of wrong labels.
     classes_ : ndarray of shape (n_classes,)
         The class labels.
     n_features_in_ : int
@@ -174,7 +189,8 @@ class CrustSelector(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "k": [Interval(Real, 0, 1, closed="right"), Interval(Integral, 1, None, closed="left")],
+        "k": [Interval(Real, 0, 1, closed="right"), Interval(Integral, 1, None, closed="left"),
+              StrOptions({"auto"})],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
         "weights": [StrOptions(set(WEIGHTS))],
         "metric": [StrOptions(set(METRICS))],
@@ -216,7 +232,12 @@ class CrustSelector(BaseEstimator):
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         groups = [np.flatnonzero(y_idx == c) for c in range(len(self.classes_))]
-        budgets = class_budgets(np.array([len(g) for g in groups]), self.k)
+        k = self.k
+        self.__dict__.pop("noise_rate_", None)
+        if isinstance(k, str):  # "auto": 1 - a noise rate estimated from the features
+            self.noise_rate_ = estimate_noise_rate_geometric(G, y_idx)
+            k = auto_fraction(self.noise_rate_)
+        budgets = class_budgets(np.array([len(g) for g in groups]), k)
         seeds = check_random_state(self.random_state).randint(
             np.iinfo(np.int32).max, size=len(groups))
         Gf = G.astype(np.float32, copy=False)
@@ -243,7 +264,42 @@ class CrustSelector(BaseEstimator):
             self.labels_[rows] = r.assignment + off
         self.sample_weight_ = np.zeros(n, dtype=np.float64)
         self.sample_weight_[self.indices_] = self.weights_
+        # Diagnostics (get_label_issues): O(n d), no pairwise work.
+        self.group_of_selected_ = np.repeat(np.arange(len(results)),
+                                            [len(r.indices) for r in results])
+        self.distances_ = medoid_distances(G, self.indices_, self.labels_, metric=self.metric)
+        self.center_distances_ = center_distances(G, self.indices_, self.labels_,
+                                                  self.group_of_selected_, metric=self.metric)
         self._fit_fingerprint = (G.shape, _fingerprint(G))
+
+    def get_label_issues(self):
+        """Samples ranked by how far they lie from their class's centre, most suspicious first.
+
+        Mislabelled samples have features (gradients) unlike the bulk of their class, so they lie
+        far from its centre: the class's first selected point (for the ``"lazy"``, ``"naive"``
+        and ``"centrality"`` optimizers, its most central point). The distance to the sample's
+        own medoid is reported too, but exact facility location often makes a mislabelled point
+        a medoid of its own (distance 0), so it is not the ranking score.
+
+        Returns
+        -------
+        issues : pandas.DataFrame
+            Indexed by sample position, with columns ``given_label`` (the group passed as ``y``),
+            ``medoid_distance`` (``distances_``), ``selected``, ``weight`` (``sample_weight_``)
+            and ``suspicion`` (``center_distances_``), sorted by decreasing ``suspicion``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sk_crust import CrustSelector
+        >>> G = np.array([[0.0], [0.1], [0.2], [5.0]])
+        >>> selector = CrustSelector(k=0.25, optimizer="centrality").fit(G, [0, 0, 0, 0])
+        >>> selector.get_label_issues().index.tolist()  # the far point first
+        [3, 0, 1, 2]
+        """
+        from ._diagnostics import selector_label_issues
+
+        return selector_label_issues(self)
 
     def transform(self, G) -> Coreset:
         """Return the coreset selected at ``fit`` for this same data.
@@ -292,9 +348,11 @@ def _validate_k(k) -> None:
     ok_float = isinstance(k, (Real, np.floating)) and not isinstance(k, (Integral, bool)) \
         and 0 < k <= 1
     ok_int = isinstance(k, (Integral, np.integer)) and not isinstance(k, bool) and k >= 1
-    if not (ok_float or ok_int):
-        raise ValueError(f"k={k!r} is not valid: pass a float in (0, 1] (fraction of each class) "
-                         "or an int >= 1 (total coreset size)")
+    ok_auto = isinstance(k, str) and k == "auto"
+    if not (ok_float or ok_int or ok_auto):
+        raise ValueError(f"k={k!r} is not valid: pass a float in (0, 1] (fraction of each class), "
+                         "an int >= 1 (total coreset size) or 'auto' (the estimated clean "
+                         "fraction)")
 
 
 class CrustSampler(BaseEstimator):
@@ -307,8 +365,11 @@ class CrustSampler(BaseEstimator):
 
     Parameters
     ----------
-    k : float or int, default=0.5
-        Coreset size, as in :class:`CrustSelector`.
+    k : float, int or "auto", default=0.5
+        Coreset size, as in :class:`CrustSelector`. With ``features="gradient"``, ``"auto"``
+        estimates the noise rate from the out-of-fold probabilities (a confident-joint count,
+        :func:`~sk_crust.estimate_noise_rate`) and keeps 1 - that fraction (clipped to
+        [0.1, 0.9]).
     estimator : estimator with ``predict_proba``, default=None
         Model whose out-of-fold probabilities give the gradient features ``p(x) - onehot(y)``
         (the last-layer gradient of the cross-entropy, as in CRUST's Eq. 9). ``None`` means
@@ -332,6 +393,8 @@ class CrustSampler(BaseEstimator):
         The fitted selector.
     gradients_ : ndarray of shape (n_samples, n_classes)
         The features the selection ran on (only for ``features="gradient"``).
+    noise_rate_ : float
+        With ``k="auto"`` only: the estimated fraction of wrong labels.
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
 
@@ -409,12 +472,25 @@ class CrustSampler(BaseEstimator):
                 raise ValueError("features='X' needs dense X: pass features='gradient' for "
                                  "sparse input, or densify X")
             G = X
+        k = self.k
+        self.__dict__.pop("noise_rate_", None)
+        if isinstance(k, str) and self.features == "gradient":
+            # "auto" from the out-of-fold probabilities (a confident-joint count, as cleanlab).
+            from ._diagnostics import _confident_joint_noise
+
+            y_index = np.searchsorted(self.classes_, y)
+            proba = G.astype(np.float64)
+            proba[np.arange(len(y)), y_index] += 1.0
+            self.noise_rate_ = _confident_joint_noise(y_index, proba)
+            k = auto_fraction(self.noise_rate_)
         self.selector_ = CrustSelector(
-            k=self.k, optimizer=self.optimizer, weights=self.weights, metric=self.metric,
+            k=k, optimizer=self.optimizer, weights=self.weights, metric=self.metric,
             epsilon=self.epsilon, radius=self.radius, n_jobs=self.n_jobs,
             random_state=self.random_state).fit(G, y)
         self.sample_indices_ = self.selector_.indices_
         self.sample_weight_ = self.selector_.sample_weight_
+        if isinstance(k, str):
+            self.noise_rate_ = self.selector_.noise_rate_
         return X[self.sample_indices_], y[self.sample_indices_]
 
     def _gradients(self, X, y) -> np.ndarray:
