@@ -28,6 +28,8 @@ WEIGHTS = ("cluster", "radius", "uniform")
 
 # Rows of S handled at once when a pass over all points would otherwise allocate n x k.
 _ROW_BLOCK = 2048
+# Values (rows x columns) per block when computing marginal gains: 256 KiB of float32, cache-sized.
+_GAIN_BLOCK = 1 << 16
 
 
 class FacilityLocationResult(NamedTuple):
@@ -109,17 +111,43 @@ def objective(S: np.ndarray, indices: np.ndarray) -> float:
     return total
 
 
-def _row_gains(S_rows: np.ndarray, cover: np.ndarray) -> np.ndarray:
+def _row_gains(S_rows: np.ndarray, cover: np.ndarray, *, rows: np.ndarray | None = None,
+               buffer: np.ndarray | None = None) -> np.ndarray:
     """Marginal gains ``sum_i max(S[j, i] - cover_i, 0)`` of the candidates whose rows are given.
 
     Every optimizer computes gains through this one function, so that the same candidate gets the
     bitwise-same gain whichever optimizer asks: each row is reduced on its own (contiguous float32,
     pairwise summation), independently of how many rows are passed. This is what makes ``lazy``
     reproduce ``naive`` exactly.
+
+    With ``rows``, the gains are those of ``S_rows[rows]``, gathered block by block into ``buffer``
+    (a C-contiguous array with ``S_rows.shape[1]`` columns, of ``S_rows``'s float type) instead of a fresh copy. Rows
+    are processed in blocks of about 64K values either way, so that the working set stays in cache
+    and no ``(len(rows), n)`` temporary is allocated: a large temporary costs page faults on every
+    call, which dominated the lazy greedy's refreshes before.
     """
-    diff = S_rows - cover
-    np.maximum(diff, 0.0, out=diff)
-    return diff.sum(axis=1)
+    m = S_rows.shape[0] if rows is None else len(rows)
+    n = S_rows.shape[1]
+    block = max(1, _GAIN_BLOCK // max(n, 1))
+    dtype = np.result_type(S_rows.dtype, cover.dtype)
+    if buffer is None or buffer.shape[1] != n or buffer.dtype != dtype:
+        buffer = np.empty((min(block, max(m, 1)), n), dtype=dtype)
+    block = min(block, buffer.shape[0])
+    out = np.empty(m, dtype=dtype)
+    # max(x, 0) against a row of zeros, not the scalar 0: numpy's SIMD loop only handles the
+    # array-array case, and is ~4x faster than the scalar broadcast (same values, bit for bit).
+    zeros = np.zeros(n, dtype=dtype)
+    for start in range(0, m, block):
+        stop = min(start + block, m)
+        buf = buffer[:stop - start]
+        if rows is None:
+            np.subtract(S_rows[start:stop], cover, out=buf)
+        else:
+            np.take(S_rows, rows[start:stop], axis=0, out=buf)
+            np.subtract(buf, cover, out=buf)
+        np.maximum(buf, zeros, out=buf)
+        buf.sum(axis=1, out=out[start:stop])
+    return out
 
 
 def greedy_naive(S: np.ndarray, k: int) -> FacilityLocationResult:
@@ -142,39 +170,48 @@ def greedy_naive(S: np.ndarray, k: int) -> FacilityLocationResult:
     return FacilityLocationResult(indices, gains, cover.assignment)
 
 
-def greedy_lazy(S: np.ndarray, k: int, *, batch: int = 8) -> FacilityLocationResult:
+def greedy_lazy(S: np.ndarray, k: int, *, batch: int = 64) -> FacilityLocationResult:
     """Exact lazy greedy (Minoux): returns exactly the set and order of :func:`greedy_naive`.
 
     Submodularity makes a gain computed at an earlier step an upper bound of the current one. We
-    keep those bounds in an array; while the candidate with the largest bound is stale, we refresh
-    the ``batch`` largest bounds at once (one vectorised gather instead of ``batch`` Python
-    iterations). A candidate whose fresh gain is the largest bound is the true argmax. ``np.argmax``
-    picks the lowest index among equal bounds, the same tie rule as the naive loop, and gains come
-    from the same :func:`_row_gains`, so the result is identical, ties included.
+    keep those bounds in an array. At each step the candidate ``j`` with the largest bound is
+    refreshed first; its fresh gain ``g`` is a lower bound of the best gain, so only the candidates
+    whose bound is ``>= g`` can still win. Those are refreshed together, largest bounds first, in
+    blocks of ``batch`` rows (one vectorised gather per block, not one Python iteration per
+    candidate), dropping those whose bound has fallen below the best fresh gain seen so far.
+    Afterwards every stale bound is below the best fresh gain, so the largest bound is a true gain
+    and ``np.argmax`` picks the lowest index among equal ones, the same tie rule as the naive loop.
+    Gains come from the same :func:`_row_gains`, so the result is identical, ties included.
+
+    The cost per pick is a few O(n) passes over the bound array plus one O(n) row reduction per
+    refreshed candidate (typically 10 to 50 of them), instead of the naive O(n^2).
     """
     n = S.shape[0]
     batch = max(1, min(batch, n))
     cover = _Cover(n)
+    buffer = np.empty((batch, n), dtype=np.result_type(S.dtype, np.float32))
     bound = _row_gains(S, cover.value)  # exact at step 0 (these are the centrality row sums)
-    fresh_at = np.zeros(n, dtype=np.int64)  # step at which each bound was last computed
-    selected = np.zeros(n, dtype=bool)
     indices = np.empty(k, dtype=np.intp)
     gains = np.empty(k, dtype=np.float64)
     for t in range(k):
-        while True:
-            j = int(np.argmax(bound))
-            if fresh_at[j] == t:
-                break
-            # j itself is refreshed explicitly: with tied bounds, the top-`batch` partition may
-            # leave it out, and the loop would never make progress.
-            top = np.argpartition(bound, n - batch)[n - batch:]
-            top = top[(fresh_at[top] != t) & ~selected[top]]
-            stale = np.union1d(top, [j])
-            bound[stale] = _row_gains(S[stale], cover.value)
-            fresh_at[stale] = t
+        j = int(np.argmax(bound))
+        if t > 0:  # bounds from earlier steps are stale
+            best = bound[j] = _row_gains(S, cover.value, rows=np.array([j]), buffer=buffer)[0]
+            cand = np.flatnonzero(bound >= best)  # j itself, and every candidate that may beat it
+            cand = cand[cand != j]
+            if cand.size:
+                if cand.size > batch:
+                    cand = cand[np.argsort(-bound[cand], kind="stable")]
+                while cand.size:
+                    head, cand = cand[:batch], cand[batch:]
+                    fresh = _row_gains(S, cover.value, rows=head, buffer=buffer)
+                    bound[head] = fresh
+                    best = max(best, fresh.max())
+                    if cand.size:
+                        cand = cand[bound[cand] >= best]
+                j = int(np.argmax(bound))
         indices[t], gains[t] = j, bound[j]
-        bound[j] = -np.inf  # never picked again; bounds refreshed at step t go stale at t + 1
-        selected[j] = True
+        bound[j] = -np.inf  # never picked again
         cover.add(S[j], t)
     return FacilityLocationResult(indices, gains, cover.assignment)
 
@@ -193,13 +230,15 @@ def greedy_stochastic(S: np.ndarray, k: int, *, epsilon: float = 0.1,
     sample = max(1, min(n, int(math.ceil(n / max(k, 1) * math.log(1.0 / epsilon)))))
     cover = _Cover(n)
     remaining = np.arange(n)
+    buffer = np.empty((min(sample, max(1, _GAIN_BLOCK // max(n, 1))), n),
+                      dtype=np.result_type(S.dtype, np.float32))
     indices = np.empty(k, dtype=np.intp)
     gains = np.empty(k, dtype=np.float64)
     for t in range(k):
         m = remaining.size
         pos = rng.choice(m, size=sample, replace=False) if sample < m else np.arange(m)
         cand = remaining[pos]
-        g = _row_gains(S[cand], cover.value)
+        g = _row_gains(S, cover.value, rows=cand, buffer=buffer)
         best = int(np.argmax(g))
         j = int(cand[best])
         indices[t], gains[t] = j, g[best]
