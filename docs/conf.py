@@ -11,11 +11,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..")))
 sys.path.insert(0, HERE)
 
-import sk_crust  # noqa: E402
+import sk_crust
 
 project = "sk_crust"
 author = "sk_crust developers"
-copyright = "sk_crust developers"  # noqa: A001
+copyright = "sk_crust developers"
 release = sk_crust.__version__
 version = release
 

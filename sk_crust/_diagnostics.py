@@ -208,6 +208,38 @@ def estimate_noise_rate_geometric(G: np.ndarray, y_index: np.ndarray) -> float:
     return far / len(G) if len(G) else 0.0
 
 
+def estimate_noise_rate_from_features(G: np.ndarray, y_index: np.ndarray) -> float:
+    """The noise estimate of ``CrustSelector(k="auto")``.
+
+    When ``G`` holds probability residuals ``p - onehot(y)`` with columns in class order (what
+    :class:`CrustSampler` and the ``"logits"`` gradient compute: rows sum to 0, ``p`` in [0, 1]),
+    the probabilities are recovered and counted with the confident joint
+    (:func:`estimate_noise_rate`); otherwise :func:`estimate_noise_rate_geometric` guesses from
+    the geometry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_crust._diagnostics import estimate_noise_rate_from_features
+    >>> proba = np.array([[.9, .1], [.8, .2], [.2, .8], [.1, .9], [.9, .1]])
+    >>> y_index = np.array([0, 0, 1, 1, 1])
+    >>> G = proba - np.eye(2)[y_index]
+    >>> round(estimate_noise_rate_from_features(G, y_index), 6)
+    0.2
+    """
+    G = np.asarray(G, dtype=np.float64)
+    y_index = np.asarray(y_index)
+    n_classes = int(y_index.max(initial=-1)) + 1
+    if G.ndim == 2 and G.shape[1] == n_classes and len(G):
+        proba = G.copy()
+        proba[np.arange(len(G)), y_index] += 1.0
+        tol = 1e-4
+        if (proba.min() >= -tol and proba.max() <= 1 + tol
+                and np.abs(proba.sum(axis=1) - 1.0).max() <= tol * n_classes):
+            return _confident_joint_noise(y_index, proba)
+    return estimate_noise_rate_geometric(G, y_index)
+
+
 def auto_fraction(noise_rate: float) -> float:
     """Coreset fraction for ``"auto"``: the estimated clean fraction, clipped to AUTO_BOUNDS.
 
@@ -395,7 +427,7 @@ def coreset_report(y_true, y_noisy, indices, weights=None) -> CoresetReport:
         mask = y_noisy[indices] == c
         per_label[_py(c)] = float(clean_sel[mask].mean()) if mask.any() else float("nan")
     return CoresetReport(
-        size=int(len(indices)),
+        size=len(indices),
         fraction=len(indices) / n if n else 0.0,
         clean_fraction=float(clean_sel.mean()) if len(indices) else float("nan"),
         weighted_clean_fraction=(float((w * clean_sel).sum() / w.sum()) if w.sum() > 0

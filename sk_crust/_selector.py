@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._diagnostics import (auto_fraction, center_distances, estimate_noise_rate_geometric,
+from ._diagnostics import (auto_fraction, center_distances, estimate_noise_rate_from_features,
                            medoid_distances)
 from ._facility_location import METRICS, OPTIMIZERS, WEIGHTS, select_group
 
@@ -106,10 +106,12 @@ class CrustSelector(BaseEstimator):
     k : float, int or "auto", default=0.5
         Coreset size. A float in (0, 1] is the fraction of each class to keep; an int >= 1 is the
         total size, split across classes in proportion to their sizes (at least 1 per class).
-        ``"auto"``: 1 - a noise rate estimated from the features alone (the fraction of points
-        far from their class's centre, see ``noise_rate_``), clipped to [0.1, 0.9]; a rough
-        guess (see the user guide); :class:`CrustSampler` and :class:`CrustClassifier` estimate
-        it from predicted probabilities instead, which is more accurate.
+        ``"auto"``: 1 - an estimated noise rate (``noise_rate_``), clipped to [0.1, 0.9]. When
+        ``G`` holds probability residuals ``p - onehot(y)`` (columns in class order, as
+        :class:`CrustSampler` computes them), the probabilities are recovered and the wrong
+        labels counted with :func:`~sk_crust.estimate_noise_rate`; for other features, it is
+        the fraction of points far from their class's centre, a rough guess (see the user
+        guide).
     optimizer : {"lazy", "naive", "stochastic", "centrality"}, default="lazy"
         ``"lazy"``: exact greedy with lazy evaluations (the same set and order as ``"naive"``,
         faster). ``"naive"``: plain greedy, the slow reference. ``"stochastic"``: stochastic
@@ -235,7 +237,7 @@ class CrustSelector(BaseEstimator):
         k = self.k
         self.__dict__.pop("noise_rate_", None)
         if isinstance(k, str):  # "auto": 1 - a noise rate estimated from the features
-            self.noise_rate_ = estimate_noise_rate_geometric(G, y_idx)
+            self.noise_rate_ = estimate_noise_rate_from_features(G, y_idx)
             k = auto_fraction(self.noise_rate_)
         budgets = class_budgets(np.array([len(g) for g in groups]), k)
         seeds = check_random_state(self.random_state).randint(
