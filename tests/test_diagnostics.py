@@ -327,6 +327,13 @@ def test_classifier_auto_coreset_size_estimates_noise(rate):
     # Warm-up epochs train on everything, then the coreset keeps the estimated clean fraction.
     assert history[-1, "coreset_size"] == pytest.approx(net.coreset_fraction_ * len(X), abs=10)
     assert "noise_rate" not in history[0]
+    # The table selects with the fraction chosen during fit.
+    issues = net.get_label_issues(X, y_noisy)
+    assert issues["selected"].sum() == pytest.approx(net.coreset_fraction_ * len(X), abs=10)
+    # partial_fit keeps the estimate made at the first selection.
+    estimate = net.noise_rate_
+    net.partial_fit(X, y_noisy)
+    assert net.noise_rate_ == estimate
     # A refit with a number forgets the estimate.
     net.set_params(coreset_size=0.5, max_epochs=6).fit(X, y_noisy)
     assert not hasattr(net, "noise_rate_")
