@@ -42,7 +42,7 @@ def test_images_cnn():
     out = _run("images_cnn.py")
     assert "clean test accuracy" in out
     accuracy = float(out.strip().splitlines()[-1].split()[-1])
-    assert accuracy > 0.8  # printed 0.954
+    assert accuracy > 0.8  # printed 0.963
 
 
 def test_tabular_gridsearch():

@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from sk_crust import CoresetCleanFraction, CrustClassifier, add_label_noise
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 X, y = load_digits(return_X_y=True)
 X = (X / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)  # (n, channels, height, width)
