@@ -18,9 +18,19 @@ greedy optimizers never need the matrix to be bitwise symmetric.
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple
 
 import numpy as np
+
+# Compiled greedy loops when numba is installed (optional: ``pip install sk-crust[fast]``), about
+# 4x faster on the exact lazy greedy; ``SK_CRUST_NUMBA=0`` forces the NumPy code. See _kernels.py.
+_kernels = None
+if os.environ.get("SK_CRUST_NUMBA", "1") != "0":
+    try:
+        from . import _kernels
+    except ImportError:  # numba missing or incompatible with this NumPy
+        _kernels = None
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 OPTIMIZERS = ("naive", "lazy", "stochastic", "centrality")
@@ -126,6 +136,9 @@ def _row_gains(S_rows: np.ndarray, cover: np.ndarray, *, rows: np.ndarray | None
     and no ``(len(rows), n)`` temporary is allocated: a large temporary costs page faults on every
     call, which dominated the lazy greedy's refreshes before.
     """
+    if _compiled(S_rows, cover):
+        rows = np.arange(S_rows.shape[0]) if rows is None else np.asarray(rows, dtype=np.intp)
+        return _kernels.row_gains(S_rows, rows, cover)
     m = S_rows.shape[0] if rows is None else len(rows)
     n = S_rows.shape[1]
     block = max(1, _GAIN_BLOCK // max(n, 1))
@@ -150,11 +163,19 @@ def _row_gains(S_rows: np.ndarray, cover: np.ndarray, *, rows: np.ndarray | None
     return out
 
 
+def _compiled(S: np.ndarray, cover: np.ndarray | None = None) -> bool:
+    """Whether the numba kernels apply: installed, and float32 C-contiguous data."""
+    return (_kernels is not None and S.dtype == np.float32 and S.flags.c_contiguous
+            and (cover is None or (cover.dtype == np.float32 and cover.flags.c_contiguous)))
+
+
 def greedy_naive(S: np.ndarray, k: int) -> FacilityLocationResult:
     """Reference greedy: recompute every candidate's gain at every step (O(k n^2)).
 
     Ties are broken towards the lowest index. Meant for tests and small problems.
     """
+    if _compiled(S) and S.shape[0] == S.shape[1]:
+        return FacilityLocationResult(*_kernels.greedy_naive(S, k))
     n = S.shape[0]
     cover = _Cover(n)
     selected = np.zeros(n, dtype=bool)
@@ -185,7 +206,12 @@ def greedy_lazy(S: np.ndarray, k: int, *, batch: int = 64) -> FacilityLocationRe
 
     The cost per pick is a few O(n) passes over the bound array plus one O(n) row reduction per
     refreshed candidate (typically 10 to 50 of them), instead of the naive O(n^2).
+
+    With numba installed the same rule runs compiled, with a binary heap of the bounds instead of
+    the block refreshes (``_kernels.greedy_lazy``; ``batch`` is then unused).
     """
+    if _compiled(S) and S.shape[0] == S.shape[1]:
+        return FacilityLocationResult(*_kernels.greedy_lazy(S, k))
     n = S.shape[0]
     batch = max(1, min(batch, n))
     cover = _Cover(n)

@@ -6,9 +6,39 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from sk_crust import _facility_location
 from sk_crust._facility_location import (
-    coreset_weights, greedy_lazy, greedy_naive, greedy_stochastic, nearest_selected, objective,
-    pairwise_distances, run_optimizer, select_group, similarity_matrix, top_centrality)
+    coreset_weights,
+    greedy_lazy,
+    greedy_naive,
+    greedy_stochastic,
+    nearest_selected,
+    objective,
+    pairwise_distances,
+    run_optimizer,
+    select_group,
+    similarity_matrix,
+    top_centrality,
+)
+
+
+@pytest.fixture(scope="module", autouse=True,
+                params=["numba", "numpy"] if _facility_location._kernels else ["numpy"])
+def backend(request):
+    """Every test runs on both gain backends: the compiled kernels and the NumPy code.
+
+    Module-scoped (not monkeypatch) so that hypothesis tests accept it.
+    """
+    kernels = _facility_location._kernels
+    if request.param == "numpy":
+        _facility_location._kernels = None
+    yield request.param
+    _facility_location._kernels = kernels
+
+
+def test_numba_backend_is_tested_when_installed(backend):
+    pytest.importorskip("numba")
+    assert _facility_location._kernels is not None or backend == "numpy"
 
 
 def _points(n, d, seed=0):
@@ -156,3 +186,19 @@ def test_unknown_optimizer_and_weights():
         run_optimizer(S, 2, optimizer="x")
     with pytest.raises(ValueError, match="weights='x' is not valid"):
         coreset_weights(S, np.array([0]), np.zeros(10, dtype=int), weights="x")
+
+
+def test_backends_agree():
+    if _facility_location._kernels is None:
+        pytest.skip("numba not installed")
+    S, _ = similarity_matrix(_points(300, 8, seed=3))
+    compiled = greedy_lazy(S, 120)
+    kernels, _facility_location._kernels = _facility_location._kernels, None
+    try:
+        reference = greedy_lazy(S, 120)
+    finally:
+        _facility_location._kernels = kernels
+    # Sums in another order may differ in the last bits, never more.
+    np.testing.assert_allclose(compiled.gains, reference.gains, rtol=1e-5)
+    assert objective(S, compiled.indices) == pytest.approx(objective(S, reference.indices),
+                                                           rel=1e-6)

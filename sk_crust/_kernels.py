@@ -1,0 +1,144 @@
+"""Compiled (numba) kernels for the greedy facility-location loops, used when numba is installed.
+
+Why numba: the exact lazy greedy spends its time in ``sum_i max(s_ji - cover_i, 0)`` over one row
+at a time (10 to 50 rows per pick), plus O(n) bookkeeping per pick. NumPy needs a temporary and
+several passes per row and a Python-level loop per pick; a compiled loop with a binary heap does
+one SIMD pass per row and no allocation, which measured ~4x faster on the whole lazy greedy
+(n=5000, d=64, k=50%; see ``benchmarks/results/selection_speed.md``). numba is optional: without
+it (or with ``SK_CRUST_NUMBA=0`` in the environment) ``_facility_location`` uses its NumPy code.
+
+Every optimizer that runs here gets its gains from the one function :func:`_gain`, so ``lazy``
+and ``naive`` (and ``stochastic``'s evaluations) see bitwise-identical gains and make the same
+choices, ties included (lowest index first). Gains are accumulated in float32 SIMD lanes
+(``fastmath`` lets the compiler reorder the sum), then returned as float64: they can differ from
+the NumPy path's gains in the last bits, never within one backend.
+
+Prior validation is assumed: ``S`` is a C-contiguous float32 ``(n, n)`` array with entries >= 0
+and ``1 <= k <= n``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_jit = numba.njit(cache=True, nogil=True)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _gain(S, j, cover):
+    row = S[j]
+    total = np.float32(0.0)
+    zero = np.float32(0.0)
+    for i in range(row.shape[0]):
+        total += max(row[i] - cover[i], zero)
+    return np.float64(total)
+
+
+@_jit
+def row_gains(S, rows, cover):
+    """Gains of the candidates ``rows`` (int64 positions) against the running ``cover``."""
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    for r in range(rows.shape[0]):
+        out[r] = _gain(S, rows[r], cover)
+    return out
+
+
+@_jit
+def _cover_add(S, j, t, cover, assignment):
+    # Strictly greater: ties keep the earlier pick, as ``_facility_location._Cover`` does.
+    row = S[j]
+    for i in range(row.shape[0]):
+        if row[i] > cover[i]:
+            cover[i] = row[i]
+            assignment[i] = t
+
+
+@_jit
+def _before(keys, ids, a, b):
+    # Heap order: larger bound first, lower index first among equal bounds (naive's argmax rule).
+    return keys[a] > keys[b] or (keys[a] == keys[b] and ids[a] < ids[b])
+
+
+@_jit
+def _sift_down(keys, ids, size, i):
+    while True:
+        left = 2 * i + 1
+        best = i
+        if left < size and _before(keys, ids, left, best):
+            best = left
+        if left + 1 < size and _before(keys, ids, left + 1, best):
+            best = left + 1
+        if best == i:
+            return
+        keys[i], keys[best] = keys[best], keys[i]
+        ids[i], ids[best] = ids[best], ids[i]
+        i = best
+
+
+@_jit
+def greedy_lazy(S, k):
+    """Exact lazy greedy with a max-heap of stale bounds: returns (indices, gains, assignment).
+
+    The heap top is refreshed until a bound computed at the current step is on top. A stale bound
+    is >= its true gain (submodularity) and equal bounds pop lowest index first, so the first fresh
+    top has the largest gain and the lowest index among ties: the naive greedy's pick.
+    """
+    n = S.shape[0]
+    cover = np.zeros(n, dtype=np.float32)
+    assignment = np.zeros(n, dtype=np.intp)
+    keys = np.empty(n, dtype=np.float64)
+    ids = np.arange(n)
+    for j in range(n):
+        keys[j] = _gain(S, j, cover)
+    for i in range(n // 2 - 1, -1, -1):  # heapify
+        _sift_down(keys, ids, n, i)
+    fresh_at = np.zeros(n, dtype=np.intp)  # the step at which each bound was computed
+    size = n
+    indices = np.empty(k, dtype=np.intp)
+    gains = np.empty(k, dtype=np.float64)
+    for t in range(k):
+        while fresh_at[ids[0]] != t:
+            j = ids[0]
+            keys[0] = _gain(S, j, cover)
+            fresh_at[j] = t
+            _sift_down(keys, ids, size, 0)
+        indices[t] = ids[0]
+        gains[t] = keys[0]
+        size -= 1  # pop the pick
+        keys[0] = keys[size]
+        ids[0] = ids[size]
+        _sift_down(keys, ids, size, 0)
+        _cover_add(S, indices[t], t, cover, assignment)
+    return indices, gains, assignment
+
+
+@_jit
+def greedy_naive(S, k):
+    """Reference greedy: every unselected candidate's gain at every step."""
+    n = S.shape[0]
+    cover = np.zeros(n, dtype=np.float32)
+    assignment = np.zeros(n, dtype=np.intp)
+    selected = np.zeros(n, dtype=np.bool_)
+    indices = np.empty(k, dtype=np.intp)
+    gains = np.empty(k, dtype=np.float64)
+    for t in range(k):
+        best = -np.inf
+        pick = -1
+        for j in range(n):
+            if not selected[j]:
+                g = _gain(S, j, cover)
+                if g > best:  # strict: the lowest index wins ties
+                    best = g
+                    pick = j
+        selected[pick] = True
+        indices[t] = pick
+        gains[t] = best
+        _cover_add(S, pick, t, cover, assignment)
+    return indices, gains, assignment
+
+
+@_jit
+def cover_add(S, j, t, cover, assignment):
+    """Add pick ``j`` (the ``t``-th) to the running cover, in place."""
+    _cover_add(S, j, t, cover, assignment)
