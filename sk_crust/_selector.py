@@ -23,7 +23,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._diagnostics import (auto_fraction, center_distances, estimate_noise_rate_from_features,
                            medoid_distances)
-from ._facility_location import METRICS, OPTIMIZERS, WEIGHTS, select_group
+from ._facility_location import METRICS, OPTIMIZERS, WEIGHTS
+from ._large_scale import parse_memory_budget, select_group_within_budget
 
 
 class Coreset(NamedTuple):
@@ -132,7 +133,20 @@ class CrustSelector(BaseEstimator):
         Classes processed in parallel by joblib (``None`` means 1 unless in a
         ``joblib.parallel_config`` context).
     random_state : int, RandomState instance or None, default=None
-        Seeds ``optimizer="stochastic"``; each class gets its own stream derived from it.
+        Seeds ``optimizer="stochastic"`` (and the blocked path, see ``memory_budget``); each
+        class gets its own stream derived from it.
+    memory_budget : int, str or None, default="1GiB"
+        Memory one class may use for its dense similarity matrix: an int (bytes) or a string
+        such as ``"512MiB"``, ``"4GB"``, ``"1GiB"`` (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB);
+        ``None`` means no limit. A class of ``n_c`` points whose float32 matrix (``4 n_c^2``
+        bytes) plus working memory exceeds it runs on the blocked path, which never allocates
+        ``n_c^2`` values: ``"lazy"``, ``"naive"`` and ``"stochastic"`` become the blocked
+        stochastic greedy with ``epsilon`` (similarity rows of the sampled candidates computed
+        on the fly); ``"centrality"`` stays exact (row sums accumulated block by block). The
+        blocked path uses the bound ``2 max ||x - mean||`` for ``d0``, which leaves the greedy
+        choices unchanged but adds ``n_c (d0' - d0)`` to that class's objective. The budget
+        applies per class: with ``n_jobs`` classes at once, the peak is up to ``n_jobs`` times
+        it. ``class_methods_`` records the path of each class.
 
     Attributes
     ----------
@@ -154,6 +168,9 @@ class CrustSelector(BaseEstimator):
         Objective of each class.
     distances_ : ndarray of shape (n_samples,)
         Distance of each sample to its medoid (0 for the medoids), in ``metric``.
+    class_methods_ : ndarray of shape (n_classes,)
+        Path each class ran on: ``"dense-<optimizer>"`` (the similarity matrix fits
+        ``memory_budget``), ``"blocked-stochastic"`` or ``"blocked-centrality"``.
     center_distances_ : ndarray of shape (n_samples,)
         Distance of each sample to its class's first selected point (its most central point,
         except with ``optimizer="stochastic"``); the suspicion score of :meth:`get_label_issues`.
@@ -200,11 +217,12 @@ class CrustSelector(BaseEstimator):
         "radius": [Interval(Real, 0, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
+        "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
     }
 
     def __init__(self, k: float | int = 0.5, *, optimizer: str = "lazy", weights: str = "cluster",
                  metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
-                 n_jobs: int | None = None, random_state=None):
+                 n_jobs: int | None = None, random_state=None, memory_budget="1GiB"):
         self.k = k
         self.optimizer = optimizer
         self.weights = weights
@@ -213,6 +231,7 @@ class CrustSelector(BaseEstimator):
         self.radius = radius
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.memory_budget = memory_budget
 
     def fit(self, G, y) -> CrustSelector:
         """Select the coreset of each class.
@@ -229,6 +248,7 @@ class CrustSelector(BaseEstimator):
         self : CrustSelector
         """
         _validate_k(self.k)
+        budget = parse_memory_budget(self.memory_budget)
         self._validate_params()
         G, y = validate_data(self, G, y, dtype=[np.float32, np.float64], y_numeric=False)
         check_classification_targets(y)
@@ -239,16 +259,23 @@ class CrustSelector(BaseEstimator):
         if isinstance(k, str):  # "auto": 1 - a noise rate estimated from the features
             self.noise_rate_ = estimate_noise_rate_from_features(G, y_idx)
             k = auto_fraction(self.noise_rate_)
+        if isinstance(k, Integral) and not len(groups) <= k <= len(y):
+            raise ValueError(
+                f"k={k} is not valid for {len(y)} samples in {len(groups)} classes: pass an int "
+                "between n_classes (one per class) and n_samples, or a float in (0, 1]")
         budgets = class_budgets(np.array([len(g) for g in groups]), k)
         seeds = check_random_state(self.random_state).randint(
             np.iinfo(np.int32).max, size=len(groups))
         Gf = G.astype(np.float32, copy=False)
         results = Parallel(n_jobs=self.n_jobs)(
-            delayed(select_group)(Gf[rows], int(b), optimizer=self.optimizer,
-                                  weights=self.weights, metric=self.metric,
-                                  epsilon=self.epsilon, radius=self.radius,
-                                  random_state=int(seed))
+            delayed(select_group_within_budget)(
+                Gf[rows], int(b), memory_budget=budget, optimizer=self.optimizer,
+                weights=self.weights, metric=self.metric, epsilon=self.epsilon,
+                radius=self.radius, random_state=int(seed))
             for rows, b, seed in zip(groups, budgets, seeds))
+        # Which path each class took (dense or blocked), then the selections alone.
+        self.class_methods_ = np.array([path for _, path in results])
+        results = [selection for selection, _ in results]
         self._set_selection(G, groups, results)
         return self
 
@@ -382,7 +409,7 @@ class CrustSampler(BaseEstimator):
     cv : int, cross-validation generator or iterable, default=5
         Folds for the out-of-fold probabilities (as cleanlab does), so that no sample is scored by
         a model that saw its label.
-    optimizer, weights, metric, epsilon, radius, n_jobs, random_state
+    optimizer, weights, metric, epsilon, radius, n_jobs, random_state, memory_budget
         As in :class:`CrustSelector`.
 
     Attributes
@@ -420,7 +447,7 @@ class CrustSampler(BaseEstimator):
     def __init__(self, k: float | int = 0.5, *, estimator=None, features: str = "gradient",
                  cv=5, optimizer: str = "lazy", weights: str = "cluster",
                  metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
-                 n_jobs: int | None = None, random_state=None):
+                 n_jobs: int | None = None, random_state=None, memory_budget="1GiB"):
         self.k = k
         self.estimator = estimator
         self.features = features
@@ -432,6 +459,7 @@ class CrustSampler(BaseEstimator):
         self.radius = radius
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.memory_budget = memory_budget
 
     def fit(self, X, y) -> CrustSampler:
         """Select the coreset (as :meth:`fit_resample` does) and return the sampler.
@@ -462,6 +490,7 @@ class CrustSampler(BaseEstimator):
         y_resampled : ndarray of shape (n_selected,)
         """
         _validate_k(self.k)
+        parse_memory_budget(self.memory_budget)
         self._validate_params()
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], y_numeric=False)
         check_classification_targets(y)
@@ -488,7 +517,7 @@ class CrustSampler(BaseEstimator):
         self.selector_ = CrustSelector(
             k=k, optimizer=self.optimizer, weights=self.weights, metric=self.metric,
             epsilon=self.epsilon, radius=self.radius, n_jobs=self.n_jobs,
-            random_state=self.random_state).fit(G, y)
+            random_state=self.random_state, memory_budget=self.memory_budget).fit(G, y)
         self.sample_indices_ = self.selector_.indices_
         self.sample_weight_ = self.selector_.sample_weight_
         if isinstance(k, str):
@@ -509,7 +538,17 @@ class CrustSampler(BaseEstimator):
                 f"cv={cv} folds need at least {cv} samples in every class, but the smallest "
                 f"class has {smallest} sample{'s' if smallest != 1 else ''}: lower cv, or use "
                 "features='X'")
+        if len(self.classes_) < 2:
+            raise ValueError("features='gradient' needs at least 2 classes, but y has only "
+                             f"{self.classes_.tolist()!r}: pass features='X'")
         cv = check_cv(cv, y, classifier=True)
+        for train, _ in cv.split(X, y):
+            missing = np.setdiff1d(self.classes_, y[train])
+            if len(missing):
+                raise ValueError(
+                    f"cv={self.cv!r} gives a training fold without class "
+                    f"{missing.tolist()[0]!r}: pass an int cv (stratified folds) or a "
+                    "stratified splitter, or use features='X'")
         proba = cross_val_predict(estimator, X, y, cv=cv, method="predict_proba",
                                   n_jobs=self.n_jobs)
         onehot = (y[:, None] == self.classes_[None, :]).astype(proba.dtype)

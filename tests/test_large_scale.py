@@ -1,0 +1,241 @@
+"""Selection beyond the dense similarity matrix: blocked greedy, GreeDi, memory budget, Dask."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from sk_crust import CrustSampler, CrustSelector
+from sk_crust._facility_location import objective, select_group, similarity_matrix
+from sk_crust._large_scale import (_Points, dense_bytes, parse_memory_budget,
+                                   select_group_blocked, select_group_greedi,
+                                   select_group_within_budget)
+
+
+def _blobs(n: int, d: int = 16, centers: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=4.0, size=(centers, d))
+    return (means[rng.integers(centers, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def moderate():
+    X = _blobs(2000)
+    S, d0 = similarity_matrix(X)
+    return X, S, d0
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+def test_d0_bound_is_an_upper_bound(metric):
+    X = _blobs(500, seed=1)
+    _, d0 = similarity_matrix(X, metric=metric)
+    bound = _Points(X, metric).d0_bound()
+    assert d0 <= bound
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5])
+def test_blocked_objective_close_to_exact_lazy(moderate, fraction):
+    X, S, _ = moderate
+    k = int(fraction * len(X))
+    exact = objective(S, select_group(X, k, optimizer="lazy").indices)
+    blocked = objective(S, select_group_blocked(X, k, random_state=0).indices)
+    # Measured 0.998-0.999 on these blobs (epsilon=0.1); the bar is the issue's 0.98.
+    assert blocked >= 0.98 * exact
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+@pytest.mark.parametrize("block_rows", [None, 300])
+def test_d0_shift_leaves_choices_unchanged(moderate, metric, block_rows):
+    """F_{d0'}(S) = F_{d0}(S) + n (d0' - d0): the same picks with the exact d0 and the bound."""
+    X, _, _ = moderate
+    _, d0 = similarity_matrix(X, metric=metric)
+    exact = select_group_blocked(X, 200, metric=metric, d0=d0, random_state=3,
+                                 block_rows=block_rows)
+    bound = select_group_blocked(X, 200, metric=metric, random_state=3, block_rows=block_rows)
+    np.testing.assert_array_equal(exact.indices, bound.indices)
+    shift = len(X) * (_Points(X, metric).d0_bound() - d0)
+    assert bound.objective == pytest.approx(exact.objective + shift, rel=1e-4)
+    # Only the first gain moves.
+    np.testing.assert_allclose(bound.gains[1:], exact.gains[1:], rtol=1e-3, atol=1e-2)
+
+
+@pytest.mark.parametrize("weights", ["cluster", "uniform"])
+def test_blocked_weights_sum_to_n(moderate, weights):
+    X, _, _ = moderate
+    sel = select_group_blocked(X, 150, weights=weights, random_state=0)
+    assert sel.weights.sum() == pytest.approx(len(X))
+    assert len(np.unique(sel.indices)) == 150
+    # Every medoid is in its own cluster.
+    np.testing.assert_array_equal(sel.assignment[sel.indices], np.arange(150))
+
+
+def test_blocked_radius_weights_match_dense(moderate):
+    X, S, d0 = moderate
+    from sk_crust._facility_location import coreset_weights
+
+    sel = select_group_blocked(X, 50, weights="radius", radius=5.0, random_state=0,
+                               block_rows=700)
+    dense = coreset_weights(S, sel.indices, sel.assignment, weights="radius", d0=d0, radius=5.0)
+    # Counts of d_ij <= r computed from d directly vs from d0 - d in float32: equal up to the
+    # odd point lying on the sphere within rounding.
+    assert np.abs(sel.weights - dense).max() <= 2
+
+
+def test_blocked_assignment_is_nearest_selected(moderate):
+    X, S, _ = moderate
+    sel = select_group_blocked(X, 100, random_state=0)
+    best = S[sel.indices].max(axis=0)
+    np.testing.assert_allclose(S[sel.indices[sel.assignment], np.arange(len(X))], best,
+                               atol=1e-4 * float(S.max()))
+
+
+def test_blocked_random_state_determinism(moderate):
+    X, _, _ = moderate
+    a = select_group_blocked(X, 300, random_state=7)
+    b = select_group_blocked(X, 300, random_state=7)
+    c = select_group_blocked(X, 300, random_state=8)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert not np.array_equal(a.indices, c.indices)
+
+
+def test_blocked_centrality_is_exact(moderate):
+    X, _, _ = moderate
+    dense = select_group(X, 120, optimizer="centrality")
+    blocked = select_group_blocked(X, 120, optimizer="centrality", block_rows=512)
+    np.testing.assert_array_equal(dense.indices, blocked.indices)
+    np.testing.assert_array_equal(dense.weights, blocked.weights)
+
+
+def test_blocked_k_equals_n():
+    X = _blobs(60, seed=2)
+    sel = select_group_blocked(X, 60, random_state=0)
+    assert sorted(sel.indices.tolist()) == list(range(60))
+    assert sel.weights.sum() == 60
+
+
+def test_greedi_one_partition_is_exact(moderate):
+    X, _, _ = moderate
+    exact = select_group(X, 150, optimizer="lazy")
+    greedi = select_group_greedi(X, 150, partitions=1, optimizer="lazy", random_state=0)
+    np.testing.assert_array_equal(exact.indices, greedi.indices)
+    np.testing.assert_array_equal(exact.weights, greedi.weights)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5])
+def test_greedi_four_partitions_objective(moderate, fraction):
+    X, S, _ = moderate
+    k = int(fraction * len(X))
+    exact = objective(S, select_group(X, k, optimizer="lazy").indices)
+    greedi = select_group_greedi(X, k, partitions=4, random_state=0)
+    # Measured 0.998-0.999 here; the issue's bar is 0.95.
+    assert objective(S, greedi.indices) >= 0.95 * exact
+    assert greedi.weights.sum() == len(X)
+    assert len(np.unique(greedi.indices)) == k
+
+
+def test_greedi_parts_on_blocked_path_and_determinism(moderate):
+    X, _, _ = moderate
+    a = select_group_greedi(X, 100, partitions=3, memory_budget=1 << 20, random_state=5,
+                            n_jobs=2)
+    b = select_group_greedi(X, 100, partitions=3, memory_budget=1 << 20, random_state=5)
+    np.testing.assert_array_equal(a.indices, b.indices)
+
+
+def test_greedi_rejects_bad_partitions(moderate):
+    X, _, _ = moderate
+    with pytest.raises(ValueError, match="partitions=0 is not valid"):
+        select_group_greedi(X, 10, partitions=0)
+
+
+def test_no_quadratic_allocation():
+    n = 4000
+    X = _blobs(n, d=32, seed=4)
+    budget = parse_memory_budget("1MiB")
+    assert dense_bytes(n, 32) > budget
+    tracemalloc.start()
+    try:
+        sel, path = select_group_within_budget(X, 400, memory_budget=budget, random_state=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert path == "blocked-stochastic"
+    assert sel.weights.sum() == n
+    # The dense matrix alone is 4 n^2 = 64 MB; the blocked path holds O(n d + sample x block).
+    assert peak < 4 * n * n / 10
+
+
+def test_selector_budget_switch_recorded():
+    X = _blobs(900, d=8, seed=5)
+    y = np.repeat([0, 1, 2], 300)
+    X[300:] += 50.0
+    # 4 * 300^2 = 360 kB per class: a 100 kB budget forces the blocked path, 1 MiB does not.
+    tiny = CrustSelector(k=0.2, memory_budget="100kB", random_state=0).fit(X, y)
+    assert tiny.class_methods_.tolist() == ["blocked-stochastic"] * 3
+    roomy = CrustSelector(k=0.2, memory_budget="1MiB", random_state=0).fit(X, y)
+    assert roomy.class_methods_.tolist() == ["dense-lazy"] * 3
+    for sel in (tiny, roomy):
+        assert len(sel.indices_) == 180
+        assert sel.sample_weight_.sum() == pytest.approx(900)
+    unlimited = CrustSelector(k=0.2, memory_budget=None).fit(X, y)
+    np.testing.assert_array_equal(unlimited.indices_, roomy.indices_)
+    central = CrustSelector(k=0.2, optimizer="centrality", memory_budget=1000).fit(X, y)
+    assert central.class_methods_.tolist() == ["blocked-centrality"] * 3
+    dense_central = CrustSelector(k=0.2, optimizer="centrality").fit(X, y)
+    np.testing.assert_array_equal(central.indices_, dense_central.indices_)
+    # Mixed: only the big class goes blocked.
+    y_mixed = np.r_[np.zeros(800, dtype=int), np.ones(100, dtype=int)]
+    mixed = CrustSelector(k=0.2, memory_budget=200_000, random_state=0).fit(X, y_mixed)
+    assert mixed.class_methods_.tolist() == ["blocked-stochastic", "dense-lazy"]
+
+
+def test_sampler_passes_memory_budget():
+    X = _blobs(400, d=6, seed=6)
+    y = np.repeat([0, 1], 200)
+    sampler = CrustSampler(k=0.3, features="X", memory_budget="10kB", random_state=0)
+    X_res, _ = sampler.fit_resample(X, y)
+    assert sampler.selector_.memory_budget == "10kB"
+    assert sampler.selector_.class_methods_.tolist() == ["blocked-stochastic"] * 2
+    assert X_res.shape == (120, 6)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (2048, 2048), ("512MiB", 512 * 2 ** 20), ("4GB", 4 * 10 ** 9), ("1GiB", 2 ** 30),
+    ("1.5 kb", 1500), ("100", 100), (None, None)])
+def test_parse_memory_budget(value, expected):
+    assert parse_memory_budget(value) == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "1 XB", "0B", "-5MiB", 0, -1, 1.5, True, "GiB"])
+@pytest.mark.parametrize("estimator", [CrustSelector, CrustSampler])
+def test_memory_budget_validation(value, estimator):
+    X = _blobs(40, d=3)
+    y = np.repeat([0, 1], 20)
+    with pytest.raises(ValueError, match="memory_budget=.* is not valid: pass an int >= 1"):
+        estimator(memory_budget=value).fit(X, y)
+
+
+def test_dask_backend_matches_local():
+    distributed = pytest.importorskip("dask.distributed")
+    import joblib
+
+    X = _blobs(1200, d=8, seed=9)
+    y = np.repeat([0, 1, 2, 3], 300)
+    params = dict(k=0.2, optimizer="stochastic", memory_budget="200kB", random_state=42)
+    local = CrustSelector(**params).fit(X, y)
+    start = time.perf_counter()
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                       dashboard_address=None, host="127.0.0.1")
+    try:
+        with distributed.Client(cluster), joblib.parallel_config(backend="dask"):
+            remote = CrustSelector(n_jobs=2, **params).fit(X, y)
+    finally:
+        cluster.close()
+    assert time.perf_counter() - start < 20
+    assert remote.class_methods_.tolist() == ["blocked-stochastic"] * 4
+    np.testing.assert_array_equal(local.indices_, remote.indices_)
+    np.testing.assert_array_equal(local.weights_, remote.weights_)
+
