@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any, NamedTuple
@@ -452,7 +453,8 @@ class CrustClassifier(NeuralNetClassifier):
             self.classes_inferred_ = self._fit_classes_
 
     def _prepare_X(self, X, *, reset: bool):
-        if is_dataset(X) or isinstance(X, dict):
+        # (scipy's dok_matrix is a dict: keep it on the array path, which refuses sparse X.)
+        if is_dataset(X) or (isinstance(X, dict) and not hasattr(X, "tocsr")):
             return X
         # skorch would read a DataFrame as a dict of columns; scikit-learn users mean a matrix.
         X = validate_data(self, X, reset=reset, dtype=np.float32, allow_nd=True)
@@ -472,8 +474,11 @@ class CrustClassifier(NeuralNetClassifier):
                 torch.manual_seed(self.random_state)
             self._rng_ = np.random.default_rng(self.random_state)
         if y is None:
+            if not is_dataset(X) and not isinstance(X, dict):
+                raise ValueError("CrustClassifier requires y to be passed, but the target y is "
+                                 "None: pass the labels, or a Dataset that yields (X, y) pairs")
             return X, y
-        y = column_or_1d(y)
+        y = column_or_1d(y, warn=True)
         if not is_dataset(X) and not isinstance(X, dict):
             check_consistent_length(X, y)
         check_classification_targets(y)
@@ -542,6 +547,7 @@ class CrustClassifier(NeuralNetClassifier):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         self._run_ = None
         self._batch_ = None
+        self._outputs_checked_ = False
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Start a history row, then re-select the coreset on the scheduled epochs."""
@@ -572,6 +578,11 @@ class CrustClassifier(NeuralNetClassifier):
         if _is_int(size, 1) and size > run.n:
             raise ValueError(f"coreset_size={size} is larger than the {run.n} training examples")
         features = self._gradient_features(run.dataset)
+        if not np.isfinite(features.features).all():
+            raise ValueError(
+                f"the gradient features are not finite (NaN or inf) at epoch {len(self.history)}"
+                f": training diverged; pass a lower lr (lr={self.lr!r} now), scale X, or check "
+                "the module")
         run.y = features.y
         groups = features.y if config["group_by"] == "label" else features.prediction
         selector = CrustSelector(
@@ -729,6 +740,8 @@ class CrustClassifier(NeuralNetClassifier):
     def get_loss(self, y_pred, y_true, X=None, training: bool = False):
         """Mean of the per-example losses, weighted by the coreset weights while training."""
         losses = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training:
+            self._check_training_outputs(y_pred, losses)
         plan = getattr(self, "_batch_", None) if training else None
         if losses.dim() == 0:  # a custom criterion that reduces by itself
             if plan is not None:
@@ -742,6 +755,26 @@ class CrustClassifier(NeuralNetClassifier):
             losses = plan.lam * losses + (1.0 - plan.lam) * partner_losses
         weights = plan.weights.to(device=losses.device, dtype=losses.dtype)
         return (losses * weights).sum() / weights.sum().clamp_min(torch.finfo(losses.dtype).tiny)
+
+    def _check_training_outputs(self, y_pred, losses) -> None:
+        """Stop on a non-finite loss; warn once per fit if the module returns probabilities."""
+        if not bool(torch.isfinite(losses.detach()).all()):
+            raise ValueError(
+                f"the training loss is not finite (NaN or inf) at epoch {len(self.history)}: "
+                f"training diverged; pass a lower lr (lr={self.lr!r} now), scale X, or check "
+                "the module")
+        if getattr(self, "_outputs_checked_", True):
+            return
+        self._outputs_checked_ = True
+        out = y_pred.detach() if torch.is_tensor(y_pred) else None
+        if (out is not None and out.dim() == 2 and out.shape[1] > 1 and out.is_floating_point()
+                and bool(((out >= 0) & (out <= 1)).all())
+                and bool(torch.allclose(out.sum(dim=1), torch.ones_like(out[:, 0]),
+                                        atol=1e-4))):
+            warnings.warn(
+                "module outputs look like probabilities (in [0, 1], rows summing to 1), but "
+                "CrustClassifier expects logits: remove the final softmax from the module",
+                UserWarning, stacklevel=2)
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)

@@ -266,6 +266,13 @@ class CrustSelector(BaseEstimator):
         budgets = class_budgets(np.array([len(g) for g in groups]), k)
         seeds = check_random_state(self.random_state).randint(
             np.iinfo(np.int32).max, size=len(groups))
+        if self.metric != "cosine" and len(G) and not (
+                4 * np.einsum("ij,ij->i", G, G, dtype=np.float64).max()
+                < np.finfo(np.float32).max):
+            raise ValueError(
+                f"G has values up to {np.abs(G).max():.3g}, too large for the float32 distances "
+                "of the selection (they would overflow): rescale G, e.g. divide it by its "
+                "largest absolute value, or pass metric='cosine'")
         Gf = G.astype(np.float32, copy=False)
         results = Parallel(n_jobs=self.n_jobs)(
             delayed(select_group_within_budget)(

@@ -258,7 +258,12 @@ def _validate_rate(rate) -> float:
 
 def _validate_classes(classes, y: np.ndarray) -> np.ndarray:
     if classes is None:
-        return np.unique(y)
+        try:
+            return np.unique(y)
+        except TypeError:  # e.g. ints mixed with strings: numpy cannot sort them
+            types = sorted({type(v).__name__ for v in y.tolist()})
+            raise TypeError(f"y mixes label types that cannot be sorted ({', '.join(types)}): "
+                            "pass labels of one type, or pass `classes`") from None
     classes_arr = _as_1d_labels(classes, name="classes")
     if len(classes_arr) == 0:
         raise ValueError("classes=[] is not valid: pass the distinct class labels, or None")

@@ -1,0 +1,374 @@
+"""Reliability: every bad input gets a clear answer, nothing is lost, results are reproducible.
+
+One test per row of ``docs/reliability.rst`` (same order, same names).
+"""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.model_selection import KFold
+from skorch.callbacks import Callback
+from threadpoolctl import threadpool_limits
+
+from sk_crust import CrustClassifier, CrustSampler, CrustSelector, add_label_noise
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1, user_api="blas"):
+        yield
+    torch.set_num_threads(threads)
+
+
+def _data(n=40, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), np.repeat([0, 1], n // 2)
+
+
+def _net(**kwargs):
+    params = dict(max_epochs=2, warmup_epochs=1, train_split=None, verbose=0, random_state=0,
+                  batch_size=32)
+    params.update(kwargs)
+    return CrustClassifier(**params)
+
+
+def _xy(n=60, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    return X, (X[:, 0] > 0).astype(int)
+
+
+def _selection(G, y, **kwargs):
+    selector = CrustSelector(**{"k": 0.5, **kwargs}).fit(G, y)
+    return selector.indices_, selector.weights_
+
+
+# --- CrustSelector / CrustSampler inputs ---------------------------------------------------------
+@pytest.mark.parametrize("bad, match", [(np.nan, "contains NaN"), (np.inf, "contains infinity")])
+def test_non_finite_features(bad, match):
+    G, y = _data()
+    G[3, 1] = bad
+    with pytest.raises(ValueError, match=match):
+        CrustSelector().fit(G, y)
+
+
+def test_empty_input():
+    with pytest.raises(ValueError, match="0 sample"):
+        CrustSelector().fit(np.empty((0, 3)), np.array([]))
+
+
+def test_class_with_one_sample_is_kept():
+    G, y = _data()
+    y = y.copy()
+    y[7] = 2
+    selector = CrustSelector(k=0.5).fit(G, y)
+    assert 7 in selector.indices_
+    assert selector.sample_weight_[7] == 1.0
+
+
+def test_one_class_needs_features_X_for_gradients():
+    G, _ = _data()
+    with pytest.raises(ValueError, match="needs at least 2 classes.*features='X'"):
+        CrustSampler(cv=3).fit_resample(G, np.zeros(len(G)))
+    X_res, _ = CrustSampler(features="X").fit_resample(G, np.zeros(len(G)))
+    assert len(X_res) == 20
+
+
+def test_class_absent_from_a_cv_training_fold():
+    G, _ = _data()
+    y = np.r_[np.zeros(30), np.ones(10)]  # unshuffled KFold(4): the last training fold has no 1
+    with pytest.raises(ValueError, match="training fold without class 1.0.*stratified"):
+        CrustSampler(cv=KFold(4)).fit_resample(G, y)
+
+
+def test_k_larger_than_the_dataset():
+    G, y = _data()
+    with pytest.raises(ValueError, match=r"k=100 is not valid for 40 samples in 2 classes: "
+                                         "pass an int between n_classes"):
+        CrustSelector(k=100).fit(G, y)
+
+
+def test_int_k_smaller_than_the_number_of_classes():
+    G, _ = _data()
+    y = np.arange(40) % 4
+    with pytest.raises(ValueError, match=r"k=3 is not valid for 40 samples in 4 classes"):
+        CrustSelector(k=3).fit(G, y)
+
+
+def test_k_larger_than_a_class_is_capped_by_class():
+    G, _ = _data()
+    y = np.r_[np.zeros(35), np.ones(5)]
+    selector = CrustSelector(k=38).fit(G, y)
+    assert len(selector.indices_) == 38
+    assert np.sum(y[selector.indices_] == 1) <= 5
+    assert selector.weights_.sum() == 40
+
+
+@pytest.mark.parametrize("k", [0, 0.0, -1, -0.5, 1.5, 2.0, "half", "1", None, True, np.nan])
+def test_invalid_k(k):
+    G, y = _data()
+    with pytest.raises(ValueError, match=r"k=.* is not valid: pass a float in \(0, 1\]"):
+        CrustSelector(k=k).fit(G, y)
+
+
+def test_y_of_another_length():
+    G, y = _data()
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        CrustSelector().fit(G, y[:-1])
+
+
+def test_y_two_dimensional():
+    G, y = _data()
+    with pytest.raises(ValueError, match="y should be a 1d array"):
+        CrustSelector().fit(G, np.c_[y, y])
+
+
+@pytest.mark.parametrize("convert", [
+    lambda y: np.where(y == 1, "cat", "dog"),
+    lambda y: pd.Categorical(np.where(y == 1, "cat", "dog")),
+    lambda y: y.astype(float) + 1.0,
+    lambda y: pd.Series(y + 10),
+], ids=["strings", "categorical", "integral-floats", "series"])
+def test_label_types_give_the_same_selection(convert):
+    G, y = _data()
+    indices, weights = _selection(G, y)
+    other = CrustSelector(k=0.5).fit(G, convert(y))
+    assert set(other.indices_) == set(indices)
+    np.testing.assert_array_equal(np.sort(other.weights_), np.sort(weights))
+
+
+def test_continuous_labels():
+    G, y = _data()
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        CrustSelector().fit(G, y + 0.5)
+
+
+def test_sparse_features_for_selector():
+    G, y = _data()
+    with pytest.raises(TypeError, match=r"Sparse data was passed.*toarray"):
+        CrustSelector().fit(sp.csr_matrix(G), y)
+
+
+def test_sparse_X_for_sampler():
+    G, y = _data()
+    X_res, _ = CrustSampler(cv=3, random_state=0).fit_resample(sp.csr_matrix(G), y)
+    assert sp.issparse(X_res) and X_res.shape == (20, 3)
+    with pytest.raises(ValueError, match="features='X' needs dense X"):
+        CrustSampler(features="X").fit_resample(sp.csr_matrix(G), y)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int64, np.int32])
+def test_float64_and_int_features(dtype):
+    G, y = _data()
+    G = (G * 100).astype(dtype)
+    expected = _selection(G.astype(np.float32), y)
+    got = _selection(G, y)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_one_dimensional_features():
+    G, y = _data()
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        CrustSelector().fit(G[:, 0], y)
+
+
+@pytest.mark.parametrize("optimizer", ["lazy", "naive", "centrality", "stochastic"])
+def test_duplicated_rows_and_ties_are_deterministic(optimizer):
+    G, y = _data(n=20)
+    G = np.repeat(G[:5], 8, axis=0)  # 5 distinct rows, each 8 times: many exact ties
+    y = np.repeat([0, 1], 20)
+    first = _selection(G, y, optimizer=optimizer, random_state=0)
+    second = _selection(G, y, optimizer=optimizer, random_state=0)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+    assert len(np.unique(first[0])) == len(first[0])
+    assert np.all(first[1] >= 1) and first[1].sum() == 40
+
+
+def test_all_points_identical():
+    selector = CrustSelector(k=0.5).fit(np.ones((10, 3)), np.zeros(10))
+    assert len(selector.indices_) == 5
+    assert selector.objective_ == 0.0  # d0 = 0: every similarity is 0
+    assert selector.weights_.sum() == 10 and np.all(selector.weights_ >= 1)
+
+
+def test_transform_before_fit():
+    G, _ = _data()
+    with pytest.raises(NotFittedError):
+        CrustSelector().transform(G)
+
+
+def test_transform_on_other_data():
+    G, y = _data()
+    selector = CrustSelector().fit(G, y)
+    with pytest.raises(ValueError, match="differs from the data seen at fit.*fit_transform"):
+        selector.transform(G + 1)
+    with pytest.raises(ValueError, match="X has 2 features, but CrustSelector is expecting 3"):
+        selector.transform(G[:, :2])
+
+
+@pytest.mark.parametrize("optimizer", ["lazy", "stochastic"])
+def test_same_random_state_same_selection(optimizer):
+    G, y = _data(n=200)
+    first = _selection(G, y, optimizer=optimizer, random_state=3, n_jobs=1)
+    second = _selection(G, y, optimizer=optimizer, random_state=3, n_jobs=2)
+    np.testing.assert_array_equal(first[0], second[0])
+    np.testing.assert_array_equal(first[1], second[1])
+
+
+def test_add_label_noise_invalid_inputs():
+    with pytest.raises(ValueError, match=r"rate=1.5 is not valid: pass a float in \[0, 1\]"):
+        add_label_noise(np.array([0, 1, 0, 1]), 1.5)
+    with pytest.raises(ValueError, match="needs at least 2 classes.*pass `classes`"):
+        add_label_noise(np.array([0, 0, 0]), 0.2)
+
+
+def test_dataset_over_the_memory_budget():
+    G, y = _data(n=400)
+    dense = CrustSelector(k=0.1, random_state=0).fit(G, y)
+    blocked = CrustSelector(k=0.1, random_state=0, memory_budget=10_000).fit(G, y)
+    assert list(dense.class_methods_) == ["dense-lazy"] * 2
+    assert list(blocked.class_methods_) == ["blocked-stochastic"] * 2
+    assert len(blocked.indices_) == len(dense.indices_)
+    assert blocked.weights_.sum() == 400
+    with pytest.raises(ValueError, match="memory_budget='lots' is not valid"):
+        CrustSelector(memory_budget="lots").fit(G, y)
+
+
+# --- CrustClassifier ----------------------------------------------------------------------------
+def test_classifier_predict_before_fit():
+    X, _ = _xy()
+    with pytest.raises(NotFittedError, match="not initialized"):
+        _net().predict(X)
+
+
+def test_classifier_sparse_X():
+    X, y = _xy()
+    with pytest.raises(TypeError, match=r"Sparse data was passed.*toarray"):
+        _net().fit(sp.csr_matrix(X), y)
+
+
+def test_classifier_non_finite_X():
+    X, y = _xy()
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="contains NaN"):
+        _net().fit(X, y)
+
+
+def test_classifier_one_dimensional_X():
+    X, y = _xy()
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        _net().fit(X[:, 0], y)
+
+
+def test_classifier_float_labels_and_float64_X():
+    X, y = _xy()
+    net = _net().fit(X.astype(np.float64), y.astype(float) + 1.0)
+    assert set(np.unique(net.predict(X))) <= {1.0, 2.0}
+    assert net.classes_.tolist() == [1.0, 2.0]
+
+
+def test_classifier_changing_n_features():
+    X, y = _xy()
+    net = _net().fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features, but CrustClassifier is expecting 4"):
+        net.predict(X[:, :3])
+
+
+def test_classifier_coreset_size_larger_than_training_set():
+    X, y = _xy()
+    with pytest.raises(ValueError, match="coreset_size=100 is larger than the 60 training"):
+        _net(coreset_size=100).fit(X, y)
+
+
+class _Probabilities(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return torch.softmax(self.linear(x), dim=-1)
+
+
+def test_module_returning_probabilities_warns():
+    X, y = _xy()
+    with pytest.warns(UserWarning, match="look like probabilities.*remove the final softmax"):
+        _net(module=_Probabilities).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _net().fit(X, y)  # logits: no warning
+
+
+@pytest.mark.parametrize("batch_size, where", [(16, "training loss"),
+                                               (64, "gradient features")])
+def test_nan_loss_stops_with_epoch_and_lr(batch_size, where):
+    # One batch per epoch (64 > 60): the first step blows the weights up and the selection of
+    # epoch 2 sees it; smaller batches see it in the loss of a later batch of epoch 1.
+    X, y = _xy()
+    with pytest.raises(ValueError, match=rf"{where} .*not finite.* at epoch \d+.*lower lr"):
+        _net(lr=1e30, max_epochs=10, batch_size=batch_size, optimizer=torch.optim.SGD).fit(
+            X * 1e3, y)
+
+
+class _InterruptAtEpoch3(Callback):
+    def on_epoch_end(self, net, **kwargs):
+        if len(net.history) == 3:
+            raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_keeps_a_usable_model():
+    X, y = _xy()
+    net = _net(max_epochs=6, callbacks=[_InterruptAtEpoch3()]).fit(X, y)
+    assert len(net.history) == 3
+    assert net.predict(X).shape == (60,)
+    # The coreset of the last selection (epoch 3) is kept.
+    assert len(net.coreset_indices_) == net.history[-1, "coreset_size"] < 60
+
+
+def test_classifier_pickle_round_trip():
+    X, y = _xy()
+    net = _net().fit(X, y)
+    loaded = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+
+
+def test_classifier_same_random_state_same_model():
+    X, y = _xy()
+    first = _net(max_epochs=3).fit(X, y).predict_proba(X)
+    second = _net(max_epochs=3).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_classifier_without_y():
+    X, _ = _xy()
+    with pytest.raises(ValueError, match="requires y to be passed, but the target y is None"):
+        _net().fit(X, None)
+
+
+def test_classifier_two_dimensional_y_column_is_raveled():
+    X, y = _xy()
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        net = _net().fit(X, y[:, None])
+    assert net.predict(X).shape == (60,)
+
+
+def test_values_too_large_for_float32_distances():
+    G, y = _data()
+    with pytest.raises(ValueError, match="too large for the float32 distances.*rescale G"):
+        CrustSelector().fit(G * 1e30, y)
+    CrustSelector(metric="cosine").fit(G * 1e30, y)  # cosine ignores the scale
+
+
+def test_add_label_noise_mixed_label_types():
+    with pytest.raises(TypeError, match="mixes label types that cannot be sorted.*one type"):
+        add_label_noise(np.array([1, "a", 2, "b"], dtype=object), 0.5)
