@@ -142,3 +142,39 @@ def greedy_naive(S, k):
 def cover_add(S, j, t, cover, assignment):
     """Add pick ``j`` (the ``t``-th) to the running cover, in place."""
     _cover_add(S, j, t, cover, assignment)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def finish_distances(D, sq_rows, sq_cols, metric):
+    """Turn the products ``D = X_rows @ X_cols.T`` into distances, in place, in one pass.
+
+    ``metric``: 0 euclidean, 1 squared euclidean, 2 cosine (unit vectors). Same formulas and
+    clamping as ``_large_scale._Points.distances``; NumPy needs four passes over ``D`` (scale, two
+    broadcast adds, clamp, square root), which cost more than the matrix product itself at d=64.
+    """
+    zero = np.float32(0.0)
+    two = np.float32(2.0)
+    one = np.float32(1.0)
+    if metric == 2:
+        for r in range(D.shape[0]):
+            for c in range(D.shape[1]):
+                D[r, c] = min(max(one - D[r, c], zero), two)
+        return
+    for r in range(D.shape[0]):
+        a = sq_rows[r]
+        if metric == 0:
+            for c in range(D.shape[1]):
+                D[r, c] = np.sqrt(max(a + sq_cols[c] - two * D[r, c], zero))
+        else:
+            for c in range(D.shape[1]):
+                D[r, c] = max(a + sq_cols[c] - two * D[r, c], zero)
+
+
+@_jit
+def fold_rows(R, t0, cover, assignment):
+    """Add the rows of ``R`` (picks ``t0``, ``t0 + 1``, ...) to the cover in order; their gains."""
+    gains = np.empty(R.shape[0], dtype=np.float64)
+    for r in range(R.shape[0]):
+        gains[r] = _gain(R, r, cover)
+        cover_add(R, r, t0 + r, cover, assignment)
+    return gains

@@ -30,6 +30,7 @@ from numbers import Integral
 import numpy as np
 from joblib import Parallel, delayed
 
+from . import _facility_location
 from ._facility_location import GroupSelection, _as_generator, _row_gains, select_group
 
 # Above this many float32 values, the candidates' similarity rows are not kept between the gain
@@ -39,6 +40,9 @@ _KEEP_ROWS_VALUES = 1 << 25  # 128 MiB
 _DEFAULT_BLOCK_VALUES = 1 << 22  # 16 MiB of float32 per block
 # Similarity rows of the stochastic greedy's next steps computed together (see _greedy_blocked).
 _BATCH_VALUES = 1 << 24  # 64 MiB of float32
+
+
+_METRIC_CODES = {"euclidean": 0, "sqeuclidean": 1, "cosine": 2}
 
 
 class _Points:
@@ -84,7 +88,12 @@ class _Points:
         """
         Xr = self.X[rows]
         D = np.matmul(Xr, self.X[start:stop].T, out=out)
-        if self.metric == "cosine":
+        kernels = _facility_location._kernels  # looked up per call: tests switch backends
+        if kernels is not None and D.flags.c_contiguous:
+            # One compiled pass instead of four NumPy ones (_kernels.finish_distances).
+            kernels.finish_distances(D, self.sq[rows], self.sq[start:stop],
+                                      _METRIC_CODES[self.metric])
+        elif self.metric == "cosine":
             np.subtract(1.0, D, out=D)
             np.clip(D, 0.0, 2.0, out=D)
         else:
@@ -226,6 +235,14 @@ def _similarity_rows(P: _Points, ids: np.ndarray, d0: np.float32) -> np.ndarray:
     run on cache-resident data instead of streaming a large array through memory several times.
     """
     R = np.empty((len(ids), P.n), dtype=np.float32)
+    if _facility_location._kernels is not None:
+        # The compiled finish is one pass, so whole rows can be made at once: a few large matrix
+        # products instead of many small tiles (the products then dominate the time).
+        for r0 in range(0, len(ids), 256):
+            out = R[r0:r0 + 256]
+            P.distances(ids[r0:r0 + 256], 0, P.n, out=out)
+            np.subtract(d0, out, out=out)
+        return R
     tile = np.empty((64, 4096), dtype=np.float32)
     for r0 in range(0, len(ids), 64):
         rows = ids[r0:r0 + 64]
@@ -286,11 +303,19 @@ def _centrality_blocked(P: _Points, k: int, *, d0: float, block_rows: int | None
     cover = np.zeros(n, dtype=np.float32)
     assignment = np.zeros(n, dtype=np.intp)
     gains = np.empty(k, dtype=np.float64)
-    for t, j in enumerate(order):
-        row = _similarity_row(P, int(j), d0, block)
-        gains[t] = float(np.maximum(row - cover, 0.0).sum(dtype=np.float64))
-        assignment[row > cover] = t
-        np.maximum(cover, row, out=cover)
+    # The picks are known: their rows are made 64 at a time (one matrix product each, 64 n
+    # float32) and folded into the cover in order.
+    for t0 in range(0, k, 64):
+        R = _similarity_rows(P, order[t0:t0 + 64], d0)
+        kernels = _facility_location._kernels
+        if kernels is not None:
+            gains[t0:t0 + len(R)] = kernels.fold_rows(R, t0, cover, assignment)
+            continue
+        for r in range(R.shape[0]):
+            row = R[r]
+            gains[t0 + r] = float(np.maximum(row - cover, 0.0).sum(dtype=np.float64))
+            assignment[row > cover] = t0 + r
+            np.maximum(cover, row, out=cover)
     return order, gains, assignment
 
 

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from sk_crust import CrustSampler, CrustSelector
+from sk_crust import CrustSampler, CrustSelector, _facility_location
 from sk_crust._facility_location import objective, select_group, similarity_matrix
 from sk_crust._large_scale import (_Points, dense_bytes, parse_memory_budget,
                                    select_group_blocked, select_group_greedi,
@@ -239,3 +239,23 @@ def test_dask_backend_matches_local():
     np.testing.assert_array_equal(local.indices_, remote.indices_)
     np.testing.assert_array_equal(local.weights_, remote.weights_)
 
+
+
+@pytest.mark.skipif(_facility_location._kernels is None, reason="numba not installed")
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+@pytest.mark.parametrize("optimizer", ["stochastic", "centrality"])
+def test_blocked_backends_agree(monkeypatch, metric, optimizer):
+    # The compiled distance finish and cover fold against the NumPy passes: same distances up to
+    # float32 rounding, hence the same picks on data without near-ties, and the same weights.
+    X = _blobs(700, seed=5)
+    P = _Points(X, metric)
+    rows = np.array([0, 3, 699])
+    compiled = P.distances(rows, 0, P.n).copy()
+    fast = select_group_blocked(X, 70, optimizer=optimizer, metric=metric, random_state=3)
+    monkeypatch.setattr(_facility_location, "_kernels", None)
+    np.testing.assert_allclose(compiled, P.distances(rows, 0, P.n), rtol=1e-5, atol=1e-4)
+    assert np.all(compiled[np.arange(3), rows] == 0)
+    slow = select_group_blocked(X, 70, optimizer=optimizer, metric=metric, random_state=3)
+    np.testing.assert_array_equal(fast.indices, slow.indices)
+    np.testing.assert_array_equal(fast.weights, slow.weights)
+    np.testing.assert_allclose(fast.gains, slow.gains, rtol=1e-4)
