@@ -487,18 +487,45 @@ def select_group_greedi(X: np.ndarray, k: int, *, partitions: int = 4, optimizer
         return select_group_blocked(X, k, optimizer=optimizer, weights=weights, metric=metric,
                                     epsilon=epsilon, radius=radius, random_state=int(seeds[0]),
                                     block_rows=block_rows, d0=d0)
-    parts = np.array_split(rng.permutation(n), partitions)
-    parts = [np.sort(p) for p in parts if p.size]
+    parts, part_seeds, merge_seed = _greedi_plan(n, partitions, seeds)
     picked = Parallel(n_jobs=n_jobs)(
         delayed(_select_part)(X[p], min(k, p.size), optimizer=optimizer, metric=metric,
-                              epsilon=epsilon, random_state=int(seed),
+                              epsilon=epsilon, random_state=seed,
                               memory_budget=memory_budget, block_rows=block_rows)
-        for p, seed in zip(parts, seeds[1:]))
-    union = np.sort(np.concatenate([p[local] for p, local in zip(parts, picked)]))
+        for p, seed in zip(parts, part_seeds))
+    return greedi_merge(X, k, [p[local] for p, local in zip(parts, picked)], weights=weights,
+                        metric=metric, epsilon=epsilon, radius=radius, random_state=merge_seed,
+                        block_rows=block_rows, d0=d0)
+
+
+def greedi_plan(n: int, partitions: int, random_state) -> tuple[list[np.ndarray], list[int], int]:
+    """GreeDi's split of ``n`` points: sorted parts (a seeded random permutation cut in
+    ``partitions`` nearly equal pieces, empty ones dropped), a seed per part and the merge's seed.
+
+    Separate from :func:`select_group_greedi` so that a caller with several groups
+    (:class:`~sk_crust.CrustSelector`) can run the parts of all groups in one joblib call.
+    """
+    rng = _as_generator(random_state)
+    return _greedi_plan(n, partitions, rng.integers(np.iinfo(np.int32).max, size=partitions + 1))
+
+
+def _greedi_plan(n: int, partitions: int, seeds: np.ndarray):
+    rng = np.random.default_rng([int(seeds[0]), 1])  # its own stream, apart from the merge's
+    parts = [np.sort(p) for p in np.array_split(rng.permutation(n), partitions) if p.size]
+    return parts, [int(s) for s in seeds[1:len(parts) + 1]], int(seeds[0])
+
+
+def greedi_merge(X: np.ndarray, k: int, partials: list[np.ndarray], *, weights: str = "cluster",
+                 metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
+                 random_state: int = 0, block_rows: int | None = None,
+                 d0: float | None = None) -> GroupSelection:
+    """GreeDi's second round: the blocked stochastic greedy over the union of the partial
+    solutions (positions in ``X``) as candidates, covering all points of ``X``."""
+    union = np.unique(np.concatenate(partials))
     P = _Points(X, metric)
     d0 = P.d0_bound() if d0 is None else float(d0)
     indices, gains, assignment = _greedy_blocked(
-        P, k, union, d0=d0, epsilon=epsilon, rng=np.random.default_rng(int(seeds[0])),
+        P, k, union, d0=d0, epsilon=epsilon, rng=np.random.default_rng(random_state),
         block_rows=block_rows)
     return _finish(P, indices, gains, assignment, weights=weights, radius=radius,
                    block_rows=block_rows)

@@ -7,6 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import threadpoolctl
 
 from sk_crust import CrustSampler, CrustSelector, _facility_location
 from sk_crust._facility_location import objective, select_group, similarity_matrix
@@ -225,19 +226,62 @@ def test_dask_backend_matches_local():
     X = _blobs(1200, d=8, seed=9)
     y = np.repeat([0, 1, 2, 3], 300)
     params = dict(k=0.2, optimizer="stochastic", memory_budget="200kB", random_state=42)
-    local = CrustSelector(**params).fit(X, y)
+    with threadpoolctl.threadpool_limits(1):  # as the workers (see the greedi test below)
+        local = CrustSelector(**params).fit(X, y)
+        local_greedi = CrustSelector(partitions=3, **params).fit(X, y)
     start = time.perf_counter()
     cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                        dashboard_address=None, host="127.0.0.1")
     try:
         with distributed.Client(cluster), joblib.parallel_config(backend="dask"):
             remote = CrustSelector(n_jobs=2, **params).fit(X, y)
+            # GreeDi: the parts of every class are separate tasks on the cluster.
+            remote_greedi = CrustSelector(n_jobs=2, partitions=3, **params).fit(X, y)
     finally:
         cluster.close()
-    assert time.perf_counter() - start < 20
+    assert time.perf_counter() - start < 30
     assert remote.class_methods_.tolist() == ["blocked-stochastic"] * 4
     np.testing.assert_array_equal(local.indices_, remote.indices_)
     np.testing.assert_array_equal(local.weights_, remote.weights_)
+    assert remote_greedi.class_methods_.tolist() == ["greedi-3"] * 4
+    np.testing.assert_array_equal(local_greedi.indices_, remote_greedi.indices_)
+    np.testing.assert_array_equal(local_greedi.weights_, remote_greedi.weights_)
+
+
+def test_selector_partitions_run_greedi_per_class():
+    X = np.concatenate([_blobs(900, seed=1), _blobs(600, seed=2)])
+    y = np.repeat(["a", "b"], [900, 600])
+    sel = CrustSelector(k=0.1, partitions=4, random_state=7, n_jobs=2).fit(X, y)
+    assert sel.class_methods_.tolist() == ["greedi-4", "greedi-4"]
+    # joblib workers run one BLAS thread, and a matrix product made with another thread count
+    # can round differently in the last bit and flip a near-tie: compare with one thread here.
+    limit = threadpoolctl.threadpool_limits(1)
+    seeds = np.random.RandomState(7).randint(np.iinfo(np.int32).max, size=2)
+    for c, (rows, seed) in enumerate(zip([np.arange(900), np.arange(900, 1500)], seeds)):
+        # Each class is exactly select_group_greedi on its points with that class's seed.
+        ref = select_group_greedi(X[rows], len(rows) // 10, partitions=4, optimizer="lazy",
+                                  memory_budget=1 << 30, random_state=int(seed))
+        mine = sel.indices_[np.isin(sel.indices_, rows)]
+        np.testing.assert_array_equal(mine, rows[ref.indices])
+        assert sel.weights_[np.isin(sel.indices_, rows)].sum() == len(rows)
+        S, _ = similarity_matrix(X[rows])
+        exact = select_group(X[rows], len(rows) // 10, optimizer="lazy")
+        assert objective(S, ref.indices) >= 0.95 * objective(S, exact.indices)
+    single = CrustSelector(k=0.1, partitions=4, random_state=7).fit(X, y)
+    limit.unregister()
+    np.testing.assert_array_equal(sel.indices_, single.indices_)
+
+
+def test_selector_partitions_validation():
+    X, y = _blobs(40), np.repeat([0, 1], 20)
+    with pytest.raises(ValueError, match="'partitions' parameter of CrustSelector must be an "
+                                         "int in the range"):
+        CrustSelector(partitions=0).fit(X, y)
+    with pytest.raises(ValueError, match="'partitions' parameter of CrustSampler"):
+        CrustSampler(partitions=1.5, features="X").fit_resample(X, y)
+    # More parts than points in a class: empty parts are dropped, the budget still holds.
+    sel = CrustSelector(k=2, partitions=30, random_state=0).fit(X, y)
+    assert len(sel.indices_) == 2 and sel.weights_.sum() == 40
 
 
 
