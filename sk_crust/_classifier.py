@@ -224,7 +224,7 @@ class CrustClassifier(NeuralNetClassifier):
         A float in (0, 1] is the fraction of each group to select; an int >= 1 the total size,
         split across groups in proportion to their sizes. ``"auto"``: the fraction of labels
         estimated to be right at the first selection (1 - ``noise_rate_``, clipped to
-        [0.1, 0.9]). ``None``: the preset's (0.5).
+        [0.1, 1]). ``None``: the preset's (0.5).
     warmup_epochs : int, default=None
         Epochs of training on all data before the first selection. ``None``: the preset's (5).
     select_every : int, default=None
@@ -281,7 +281,7 @@ class CrustClassifier(NeuralNetClassifier):
         :func:`~sk_crust.estimate_noise_rate`); also in ``history`` as ``noise_rate``.
     coreset_fraction_ : float
         With ``coreset_size="auto"`` only: the coreset fraction used, ``1 - noise_rate_``
-        clipped to [0.1, 0.9].
+        clipped to [0.1, 1].
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     n_features_in_ : int

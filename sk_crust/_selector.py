@@ -112,7 +112,7 @@ class CrustSelector(BaseEstimator):
     k : float, int or "auto", default=0.5
         Coreset size. A float in (0, 1] is the fraction of each class to keep; an int >= 1 is the
         total size, split across classes in proportion to their sizes (at least 1 per class).
-        ``"auto"``: 1 - an estimated noise rate (``noise_rate_``), clipped to [0.1, 0.9]. When
+        ``"auto"``: 1 - an estimated noise rate (``noise_rate_``), clipped to [0.1, 1]. When
         ``G`` holds probability residuals ``p - onehot(y)`` (columns in class order, as
         :class:`CrustSampler` computes them), the probabilities are recovered and the wrong
         labels counted with :func:`~sk_crust.estimate_noise_rate`; for other features, it is
@@ -451,7 +451,7 @@ class CrustSampler(BaseEstimator):
         Coreset size, as in :class:`CrustSelector`. With ``features="gradient"``, ``"auto"``
         estimates the noise rate from the out-of-fold probabilities (a confident-joint count,
         :func:`~sk_crust.estimate_noise_rate`) and keeps 1 - that fraction (clipped to
-        [0.1, 0.9]).
+        [0.1, 1]).
     estimator : estimator with ``predict_proba``, default=None
         Model whose out-of-fold probabilities give the gradient features ``p(x) - onehot(y)``
         (the last-layer gradient of the cross-entropy, as in CRUST's Eq. 9). ``None`` means
