@@ -32,14 +32,13 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_numpy
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
 from torch.utils.data import Sampler, Subset, default_collate
 
 from ._facility_location import OPTIMIZERS, WEIGHTS
 from ._gradients import GRADIENTS, GradientFeatures
 from ._gradients import gradient_features as _gradient_features
-from ._selector import CrustSelector
+from ._selector import CrustSelector, check_label_targets
 from .modules import MLP, SmallCNN
 
 __all__ = ["CrustClassifier", "CoresetCleanFraction", "PRESETS"]
@@ -481,7 +480,7 @@ class CrustClassifier(NeuralNetClassifier):
         y = column_or_1d(y, warn=True)
         if not is_dataset(X) and not isinstance(X, dict):
             check_consistent_length(X, y)
-        check_classification_targets(y)
+        check_label_targets(y)
         if reset:
             if classes is None and self.classes is not None and len(self.classes):
                 classes = self.classes

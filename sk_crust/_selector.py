@@ -91,6 +91,23 @@ def class_budgets(class_sizes: np.ndarray, k: float | int) -> np.ndarray:
     return budgets
 
 
+def check_label_targets(y: np.ndarray) -> None:
+    """``check_classification_targets``, with a clear message for strings mixed with numbers.
+
+    scikit-learn reports those as "Unknown label type: unknown", which does not say what is wrong.
+    """
+    y = np.asarray(y)
+    if y.dtype == object and y.size:
+        is_str = np.fromiter((isinstance(v, str) for v in y.ravel()), dtype=bool, count=y.size)
+        if is_str.any() and not is_str.all():
+            other = y.ravel()[np.flatnonzero(~is_str)[0]]
+            raise ValueError(
+                f"y mixes strings with other types (e.g. {y.ravel()[np.flatnonzero(is_str)[0]]!r}"
+                f" and {other!r} of type {type(other).__name__}): labels must be all strings or "
+                "all numbers; convert them, e.g. with y.astype(str)")
+    check_classification_targets(y)
+
+
 def _fingerprint(G: np.ndarray) -> str:
     """A cheap identity of the data seen at fit, so `transform` can refuse other data."""
     return hashlib.blake2b(np.ascontiguousarray(G).view(np.uint8), digest_size=16).hexdigest()
@@ -272,7 +289,7 @@ class CrustSelector(BaseEstimator):
         budget = parse_memory_budget(self.memory_budget)
         self._validate_params()
         G, y = validate_data(self, G, y, dtype=[np.float32, np.float64], y_numeric=False)
-        check_classification_targets(y)
+        check_label_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         groups = [np.flatnonzero(y_idx == c) for c in range(len(self.classes_))]
         k = self.k
@@ -548,7 +565,7 @@ class CrustSampler(BaseEstimator):
         parse_memory_budget(self.memory_budget)
         self._validate_params()
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], y_numeric=False)
-        check_classification_targets(y)
+        check_label_targets(y)
         self.classes_ = np.unique(y)
         if self.features == "gradient":
             G = self._gradients(X, y)

@@ -372,3 +372,27 @@ def test_values_too_large_for_float32_distances():
 def test_add_label_noise_mixed_label_types():
     with pytest.raises(TypeError, match="mixes label types that cannot be sorted.*one type"):
         add_label_noise(np.array([1, "a", 2, "b"], dtype=object), 0.5)
+
+
+@pytest.mark.parametrize("make", [CrustSelector, lambda: CrustSampler(features="X"),
+                                  lambda: CrustClassifier(max_epochs=1)])
+def test_estimators_mixed_label_types(make):
+    G, _ = _data(6)
+    y = np.array([1, "a", 2, "b", 1, "a"], dtype=object)
+    estimator = make()
+    fit = estimator.fit_resample if hasattr(estimator, "fit_resample") else estimator.fit
+    with pytest.raises(ValueError, match=r"y mixes strings with other types \(e.g. 'a' and 1 of "
+                                         r"type int\).*y.astype\(str\)"):
+        fit(G.astype(np.float32), y)
+
+
+def test_selection_same_with_same_blas_threads():
+    rng = np.random.default_rng(3)
+    G = rng.normal(size=(1000, 16)).astype(np.float32)
+    y = np.repeat([0, 1], 500)
+    params = dict(k=0.1, optimizer="lazy", random_state=0)
+    workers = CrustSelector(n_jobs=2, **params).fit(G, y)  # joblib workers: one BLAS thread
+    with threadpool_limits(1):
+        here = CrustSelector(**params).fit(G, y)
+    np.testing.assert_array_equal(workers.indices_, here.indices_)
+    np.testing.assert_array_equal(workers.weights_, here.weights_)
