@@ -396,3 +396,18 @@ def test_selection_same_with_same_blas_threads():
         here = CrustSelector(**params).fit(G, y)
     np.testing.assert_array_equal(workers.indices_, here.indices_)
     np.testing.assert_array_equal(workers.weights_, here.weights_)
+
+
+def test_every_documented_row_has_its_test_in_order():
+    import re
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "reliability.rst"
+    if not doc.exists():  # an installed package without the docs
+        pytest.skip("docs/reliability.rst not found")
+    names = re.findall(r"^     - ``(test_\w+)``\s*$", doc.read_text(), flags=re.M)
+    assert len(names) >= 25
+    defined = [n for n in globals() if n.startswith("test_") and callable(globals()[n])]
+    assert [n for n in names if n not in defined] == []
+    positions = [defined.index(n) for n in names]
+    assert positions == sorted(positions), "rows and tests are not in the same order"
