@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -45,6 +43,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+
+from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("digits", "letter", "fashion")
@@ -292,28 +292,7 @@ def summarise(records: list[dict]):
 
 
 def _versions() -> str:
-    import importlib
-
-    parts = [f"Python {platform.python_version()}"]
-    for name in ("sk_crust", "numpy", "torch", "skorch", "sklearn", "cleanlab"):
-        try:
-            module = importlib.import_module(name)
-            parts.append(f"{name} {getattr(module, '__version__', '?')}")
-        except ImportError:
-            parts.append(f"{name} (not installed)")
-    return ", ".join(parts)
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs"
+    return versions(("sk_crust", "numpy", "torch", "skorch", "sklearn", "cleanlab"))
 
 
 def render(records: list[dict], out_md: Path, commands: list[str], notes: str = "") -> None:
@@ -329,7 +308,7 @@ def render(records: list[dict], out_md: Path, commands: list[str], notes: str = 
         f"Rendered {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from "
         f"`{out_md.with_suffix('.jsonl').name}` ({len(records)} fits).",
         "",
-        f"- Machine: {_machine()}, shared with other jobs; one torch thread per process, CPU only.",
+        f"- Machine: {machine()}, shared with other jobs; one torch thread per process, CPU only.",
         f"- Versions: {_versions()}.",
         *(["- Command:", *[f"  - `{c}`" for c in commands]] if commands else []),
         "",

@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import threading
@@ -47,6 +45,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -195,27 +195,7 @@ def _gib(nbytes: int) -> str:
 
 
 def _versions() -> str:
-    import importlib
-
-    parts = [f"Python {platform.python_version()}"]
-    for name in ("sk_crust", "numpy", "numba", "joblib", "dask", "distributed"):
-        try:
-            parts.append(f"{name} {importlib.import_module(name).__version__}")
-        except ImportError:
-            parts.append(f"{name} (not installed)")
-    return ", ".join(parts)
-
-
-def _machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} logical CPUs"
+    return versions(("sk_crust", "numpy", "numba", "joblib", "dask", "distributed"))
 
 
 def scale_table(records: list[dict]) -> list[str]:
@@ -334,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "# Selection at scale (`benchmarks/selection_scale.py`)", "",
         f"Run {now:%Y-%m-%d %H:%M UTC}.", "",
-        f"- Machine: {_machine()}, shared with other jobs.",
+        f"- Machine: {machine()}, shared with other jobs.",
         f"- Versions: {_versions()}.",
         f"- Command: `{command}`", "",
         f"Data: float32 gaussian mixtures (20 blobs per class), {args.dims} dimensions, "
