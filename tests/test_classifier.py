@@ -14,7 +14,6 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader
 
 from sk_crust import CoresetCleanFraction, CrustClassifier, add_label_noise
@@ -24,14 +23,7 @@ from sk_crust._selector import CrustSelector
 from sk_crust.modules import MLP, SmallCNN
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest, and avoids torch/BLAS workers fighting for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1, user_api="blas"):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@ Every expected failure is listed with its reason.
 """
 
 import pytest
-import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from threadpoolctl import threadpool_limits
 
 from sk_crust import CrustClassifier
 
@@ -18,13 +16,7 @@ CLASSIFIER_EXPECTED_FAILURES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1, user_api="blas"):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @parametrize_with_checks(

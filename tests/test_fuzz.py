@@ -7,26 +7,15 @@ number of examples per entry point (about a minute in all on two cores).
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from threadpoolctl import threadpool_limits
 
 from sk_crust import CrustClassifier, CrustSampler, CrustSelector, add_label_noise
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # tests/conftest.py
 
 FUZZ = settings(max_examples=400, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1, user_api="blas"):
-        yield
-    torch.set_num_threads(threads)
 
 
 LABEL_KINDS = ("int", "str", "float-integral", "float", "bool", "object-mixed")

@@ -19,13 +19,7 @@ from threadpoolctl import threadpool_limits
 from sk_crust import CrustClassifier, CrustSampler, CrustSelector, add_label_noise
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1, user_api="blas"):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _data(n=40, d=3, seed=0):
