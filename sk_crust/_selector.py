@@ -2,12 +2,14 @@
 
 They validate inputs, split the data by class, give every class its budget, run the classes in
 parallel with joblib (so ``joblib.parallel_config(backend="dask")`` moves the work to a Dask cluster)
-and turn per-class results into dataset-level attributes. No torch import here.
+and turn per-class results into dataset-level attributes. No torch import here: the torch engine
+(:mod:`._torch_engine`) is loaded only when a ``device`` or a torch tensor asks for it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -117,6 +119,38 @@ def _greedi_merge_with_path(X, k, partials, path, **kwargs):
     return greedi_merge(X, k, partials, **kwargs), path
 
 
+def _torch_tensor_device(G):
+    """The device of ``G`` if it is a torch tensor, else None (without importing torch)."""
+    torch = sys.modules.get("torch")  # G cannot be a tensor if torch was never imported
+    if torch is not None and isinstance(G, torch.Tensor):
+        return G.device
+    return None
+
+
+def _as_host_array(G):
+    """A torch tensor (any device, with or without grad) as a NumPy array; anything else as is."""
+    if _torch_tensor_device(G) is not None:
+        return G.detach().cpu().numpy()
+    return G
+
+
+def _selection_device(device, G):
+    """The torch device the selection runs on, or None for the NumPy/numba engine.
+
+    ``device=None`` follows ``G``: a tensor on a GPU is selected there. ``"cpu"`` (or a CPU
+    ``torch.device``) is the NumPy/numba engine, the faster one on a CPU.
+    """
+    if device is None:
+        tensor_device = _torch_tensor_device(G)
+        return tensor_device if tensor_device is not None and tensor_device.type != "cpu" else None
+    if isinstance(device, str) and device == "cpu":
+        return None
+    from ._torch_engine import resolve_device
+
+    dev = resolve_device(device)
+    return None if dev.type == "cpu" else dev
+
+
 class CrustSelector(BaseEstimator):
     """Select a weighted coreset of each class by greedy facility location (CRUST).
 
@@ -181,6 +215,16 @@ class CrustSelector(BaseEstimator):
         too large for one worker is spread over ``n_jobs`` workers (or a Dask cluster). It
         approximates the greedy (measured >= 0.95 of the exact objective with ``m = 4``); it
         saves time and memory only when ``k_c`` is well under ``n_c / m``.
+    device : None, str or torch.device, default=None
+        Where the selection runs. ``None``: on the GPU if ``G`` is a torch tensor there, else on
+        the CPU. ``"cpu"``: the NumPy/numba engine. ``"cuda"``, ``"cuda:1"``, ...: the torch
+        engine, with the points, distances, gains and greedy loop on that device and one class
+        after another (``n_jobs`` does not apply). ``memory_budget`` then bounds device memory:
+        within it the class's similarity matrix is made once; above it similarity rows are
+        recomputed as needed, and ``"lazy"``/``"naive"`` stay the *exact* greedy (a batched lazy
+        greedy: a GPU makes recomputed rows cheap) instead of becoming the stochastic greedy.
+        Same choices as the CPU engine up to float rounding in near-ties (checked against it in
+        the tests with the torch engine on the CPU). Needs ``partitions=1``.
 
     Attributes
     ----------
@@ -204,8 +248,9 @@ class CrustSelector(BaseEstimator):
         Distance of each sample to its medoid (0 for the medoids), in ``metric``.
     class_methods_ : ndarray of shape (n_classes,)
         Path each class ran on: ``"dense-<optimizer>"`` (the similarity matrix fits
-        ``memory_budget``), ``"blocked-stochastic"``, ``"blocked-centrality"``, or
-        ``"greedi-<m>"`` with ``partitions = m > 1``.
+        ``memory_budget``), ``"blocked-stochastic"``, ``"blocked-centrality"``,
+        ``"greedi-<m>"`` with ``partitions = m > 1``, or ``"<device>-dense-<optimizer>"`` /
+        ``"<device>-streamed-<optimizer>"`` on a torch device (e.g. ``"cuda-streamed-lazy"``).
     center_distances_ : ndarray of shape (n_samples,)
         Distance of each sample to its class's first selected point (its most central point,
         except with ``optimizer="stochastic"``); the suspicion score of :meth:`get_label_issues`.
@@ -254,12 +299,13 @@ class CrustSelector(BaseEstimator):
         "random_state": ["random_state"],
         "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
         "partitions": [Interval(Integral, 1, None, closed="left")],
+        "device": "no_validation",  # validated in fit (a torch.device needs torch)
     }
 
     def __init__(self, k: float | int = 0.5, *, optimizer: str = "lazy", weights: str = "cluster",
                  metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
                  n_jobs: int | None = None, random_state=None, memory_budget="1GiB",
-                 partitions: int = 1):
+                 partitions: int = 1, device=None):
         self.k = k
         self.optimizer = optimizer
         self.weights = weights
@@ -270,14 +316,16 @@ class CrustSelector(BaseEstimator):
         self.random_state = random_state
         self.memory_budget = memory_budget
         self.partitions = partitions
+        self.device = device
 
     def fit(self, G, y) -> CrustSelector:
         """Select the coreset of each class.
 
         Parameters
         ----------
-        G : array-like of shape (n_samples, n_features)
-            Features to cluster (e.g. per-example gradients). Must be finite.
+        G : array-like or torch.Tensor of shape (n_samples, n_features)
+            Features to cluster (e.g. per-example gradients). Must be finite. A tensor on a GPU
+            is selected there (see ``device``).
         y : array-like of shape (n_samples,)
             Groups (class labels or predictions); any hashable labels.
 
@@ -288,6 +336,13 @@ class CrustSelector(BaseEstimator):
         _validate_k(self.k)
         budget = parse_memory_budget(self.memory_budget)
         self._validate_params()
+        device = _selection_device(self.device, G)
+        if device is not None and self.partitions > 1:
+            raise ValueError(
+                f"partitions={self.partitions} splits classes over CPU workers and cannot run on "
+                f"device={str(device)!r}: pass partitions=1 (on a device, 'lazy' stays exact "
+                "beyond memory_budget) or device='cpu'")
+        G = _as_host_array(G)  # validation and the fitted diagnostics are NumPy
         G, y = validate_data(self, G, y, dtype=[np.float32, np.float64], y_numeric=False)
         check_label_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
@@ -312,7 +367,16 @@ class CrustSelector(BaseEstimator):
                 "of the selection (they would overflow): rescale G, e.g. divide it by its "
                 "largest absolute value, or pass metric='cosine'")
         Gf = G.astype(np.float32, copy=False)
-        if self.partitions > 1:
+        if device is not None:
+            from ._torch_engine import select_group_torch
+
+            # One device: classes one after another (each already uses the whole device).
+            results = [select_group_torch(
+                Gf[rows], int(b), device=device, optimizer=self.optimizer, weights=self.weights,
+                metric=self.metric, epsilon=self.epsilon, radius=self.radius,
+                random_state=int(seed), memory_budget=budget)
+                for rows, b, seed in zip(groups, budgets, seeds)]
+        elif self.partitions > 1:
             results = self._select_greedi(Gf, groups, budgets, seeds, budget)
         else:
             results = Parallel(n_jobs=self.n_jobs)(
@@ -419,7 +483,7 @@ class CrustSelector(BaseEstimator):
             If ``G`` is not the data seen at ``fit``: selection is transductive.
         """
         check_is_fitted(self)
-        G = validate_data(self, G, dtype=[np.float32, np.float64], reset=False)
+        G = validate_data(self, _as_host_array(G), dtype=[np.float32, np.float64], reset=False)
         shape, digest = self._fit_fingerprint
         if G.shape != shape or _fingerprint(G) != digest:
             raise ValueError(
@@ -481,6 +545,9 @@ class CrustSampler(BaseEstimator):
         a model that saw its label.
     optimizer, weights, metric, epsilon, radius, n_jobs, random_state, memory_budget, partitions
         As in :class:`CrustSelector`.
+    device : None, str or torch.device, default=None
+        Where the selection runs, as in :class:`CrustSelector` (the features are NumPy here, so
+        ``None`` is the CPU engine).
 
     Attributes
     ----------
@@ -518,7 +585,7 @@ class CrustSampler(BaseEstimator):
                  cv=5, optimizer: str = "lazy", weights: str = "cluster",
                  metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
                  n_jobs: int | None = None, random_state=None, memory_budget="1GiB",
-                 partitions: int = 1):
+                 partitions: int = 1, device=None):
         self.k = k
         self.estimator = estimator
         self.features = features
@@ -532,6 +599,7 @@ class CrustSampler(BaseEstimator):
         self.random_state = random_state
         self.memory_budget = memory_budget
         self.partitions = partitions
+        self.device = device
 
     def fit(self, X, y) -> CrustSampler:
         """Select the coreset (as :meth:`fit_resample` does) and return the sampler.
@@ -564,6 +632,7 @@ class CrustSampler(BaseEstimator):
         _validate_k(self.k)
         parse_memory_budget(self.memory_budget)
         self._validate_params()
+        _selection_device(self.device, None)  # a bad device fails before the cross-validation
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], y_numeric=False)
         check_label_targets(y)
         self.classes_ = np.unique(y)
@@ -590,7 +659,7 @@ class CrustSampler(BaseEstimator):
             k=k, optimizer=self.optimizer, weights=self.weights, metric=self.metric,
             epsilon=self.epsilon, radius=self.radius, n_jobs=self.n_jobs,
             random_state=self.random_state, memory_budget=self.memory_budget,
-            partitions=self.partitions).fit(G, y)
+            partitions=self.partitions, device=self.device).fit(G, y)
         self.sample_indices_ = self.selector_.indices_
         self.sample_weight_ = self.selector_.sample_weight_
         if isinstance(k, str):
