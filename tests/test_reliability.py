@@ -392,6 +392,18 @@ def test_selection_same_with_same_blas_threads():
     np.testing.assert_array_equal(workers.weights_, here.weights_)
 
 
+@pytest.mark.parametrize("make", [CrustSelector, CrustSampler])
+def test_device_unavailable_or_unknown(make, monkeypatch):
+    G, y = _data(20)
+    with pytest.raises(ValueError, match=r"device='gpu' is not valid: pass None, 'cpu', 'cuda'"):
+        make(device="gpu").fit(G, y)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    with pytest.raises(ValueError, match=r"device='cuda' asks for CUDA, but "
+                                         r"torch.cuda.is_available\(\) is False"):
+        make(device="cuda").fit(G, y)
+    make().fit(G, y)  # the default still works
+
+
 def test_every_documented_row_has_its_test_in_order():
     import re
     from pathlib import Path
