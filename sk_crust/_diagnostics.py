@@ -33,6 +33,10 @@ def _import_pandas():
     return pd
 
 
+# Values of G per block of medoid_distances (float64: 32 MiB per temporary).
+_DISTANCE_BLOCK_VALUES = 1 << 22
+
+
 def medoid_distances(G: np.ndarray, indices: np.ndarray, labels: np.ndarray, *,
                      metric: str = "euclidean") -> np.ndarray:
     """Distance of every sample to the medoid it is assigned to (0 for the medoids).
@@ -58,14 +62,27 @@ def medoid_distances(G: np.ndarray, indices: np.ndarray, labels: np.ndarray, *,
     >>> medoid_distances(G, np.array([0]), np.array([0, 0, 0])).tolist()
     [0.0, 5.0, 1.0]
     """
-    G = np.asarray(G, dtype=np.float64)
-    M = G[np.asarray(indices)[np.asarray(labels)]]
+    G = np.asarray(G)
+    medoid_rows = np.asarray(indices)[np.asarray(labels)]
+    out = np.empty(G.shape[0], dtype=np.float64)
+    # In blocks of rows: the float64 copies of a whole 10^6 x 64 float32 G (and of its medoids,
+    # and their difference) took ~2 GiB, more than the blocked selection itself.
+    step = max(1, _DISTANCE_BLOCK_VALUES // max(G.shape[1], 1))
+    for start in range(0, G.shape[0], step):
+        A = G[start:start + step].astype(np.float64)
+        M = G[medoid_rows[start:start + step]].astype(np.float64)
+        if metric == "cosine":
+            norms = np.linalg.norm(A, axis=1) * np.linalg.norm(M, axis=1)
+            cos = np.einsum("ij,ij->i", A, M) / np.where(norms > 0, norms, 1.0)
+            # A zero vector has cosine 0 to everything (distance 1), as in the selection's
+            # pairwise_distances; its distance to itself (a medoid) is still 0, set below.
+            out[start:start + step] = np.clip(1.0 - np.where(norms > 0, cos, 0.0), 0.0, 2.0)
+        else:
+            A -= M
+            out[start:start + step] = np.einsum("ij,ij->i", A, A)
     if metric == "cosine":
-        norms = np.linalg.norm(G, axis=1) * np.linalg.norm(M, axis=1)
-        cos = np.einsum("ij,ij->i", G, M) / np.where(norms > 0, norms, 1.0)
-        return np.clip(1.0 - np.where(norms > 0, cos, 1.0), 0.0, 2.0)
-    squared = np.einsum("ij,ij->i", G - M, G - M)
-    return squared if metric == "sqeuclidean" else np.sqrt(squared)
+        out[medoid_rows == np.arange(G.shape[0])] = 0.0
+    return np.sqrt(out, out=out) if metric == "euclidean" else out
 
 
 def center_distances(G: np.ndarray, indices: np.ndarray, labels: np.ndarray,

@@ -347,3 +347,28 @@ def test_classifier_bad_coreset_size_mentions_auto(size):
     X = np.zeros((10, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="'auto'"):
         CrustClassifier(coreset_size=size, max_epochs=1, verbose=0).fit(X, [0, 1] * 5)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+def test_medoid_distances_in_blocks_equal_one_pass(monkeypatch, metric):
+    from sk_crust import _diagnostics
+
+    rng = np.random.default_rng(0)
+    G = rng.normal(size=(103, 4)).astype(np.float32)
+    G[5] = 0.0  # a zero vector: cosine distance 1 by convention
+    indices = np.array([3, 50, 99])
+    labels = rng.integers(0, 3, size=len(G))
+    whole = medoid_distances(G, indices, labels, metric=metric)
+    monkeypatch.setattr(_diagnostics, "_DISTANCE_BLOCK_VALUES", 4 * 10)  # blocks of 10 rows
+    np.testing.assert_array_equal(medoid_distances(G, indices, labels, metric=metric), whole)
+    A, M = G.astype(np.float64), G[indices[labels]].astype(np.float64)
+    if metric == "cosine":
+        expected = 1 - (A * M).sum(1) / np.where(
+            (np.linalg.norm(A, axis=1) * np.linalg.norm(M, axis=1)) > 0,
+            np.linalg.norm(A, axis=1) * np.linalg.norm(M, axis=1), 1.0)
+        expected[5] = 1.0
+    else:
+        expected = ((A - M) ** 2).sum(1)
+        expected = np.sqrt(expected) if metric == "euclidean" else expected
+    np.testing.assert_allclose(whole, np.clip(expected, 0, 2) if metric == "cosine" else expected,
+                               rtol=1e-12, atol=1e-12)
