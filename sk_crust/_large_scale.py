@@ -31,7 +31,8 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from . import _facility_location
-from ._facility_location import GroupSelection, _as_generator, _row_gains, select_group
+from ._facility_location import (GroupSelection, _as_generator, _row_gains, aligned_float32,
+                                 select_group)
 
 # Above this many float32 values, the candidates' similarity rows are not kept between the gain
 # pass and the cover update: the winner's row is recomputed instead (1/sample of the work).
@@ -53,7 +54,7 @@ class _Points:
     """
 
     def __init__(self, X: np.ndarray, metric: str):
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = aligned_float32(X)  # BLAS needs aligned data (see aligned_float32)
         if metric == "cosine":
             norms = np.linalg.norm(X, axis=1, keepdims=True)
             # As pairwise_distances: a zero vector gets cosine 0 to everything (distance 1).
@@ -117,34 +118,40 @@ def _block_size(n_rows: int, n: int, block_rows: int | None) -> int:
 
 
 def _gains_and_rows(P: _Points, cand: np.ndarray, cover: np.ndarray, d0: np.float32,
-                    block: int, keep: np.ndarray | None) -> np.ndarray:
+                    block: int, keep: np.ndarray | None, work: np.ndarray) -> np.ndarray:
     """Marginal gains of the candidates against ``cover``, their similarity rows made in blocks.
 
     With ``keep`` (a ``(len(cand), n)`` buffer) the rows are left there for the cover update.
+    ``work`` (float32, at least ``len(cand) * block`` values) holds each block's rows: no
+    temporary is allocated per block. That matters beyond speed: Dask workers return freed memory
+    to the system eagerly (``MALLOC_TRIM_THRESHOLD_``), so per-block temporaries were page-faulted
+    in again and again, and half of the time went to the kernel.
     """
     gains = np.zeros(len(cand), dtype=np.float64)
-    zeros = np.zeros((1, block), dtype=np.float32)
     for start in range(0, P.n, block):
         stop = min(start + block, P.n)
-        out = None if keep is None or block < P.n else keep
-        S = P.distances(cand, start, stop, out=out)
+        if keep is not None and block >= P.n:
+            S = keep
+        else:  # a C-contiguous view, so the compiled kernels take it
+            S = work[:len(cand) * (stop - start)].reshape(len(cand), stop - start)
+        P.distances(cand, start, stop, out=S)
         np.subtract(d0, S, out=S)  # similarity, in place of the distances
-        if keep is not None and out is None:
+        if keep is not None and S is not keep:
             keep[:, start:stop] = S
-        gap = S - cover[None, start:stop]
-        np.maximum(gap, zeros[:, :stop - start], out=gap)
-        gains += gap.sum(axis=1, dtype=np.float64)
+        gains += _row_gains(S, cover[start:stop])
     return gains
 
 
-def _similarity_row(P: _Points, j: int, d0: np.float32, block: int) -> np.ndarray:
-    """The full similarity row of point ``j`` (``n`` values), computed in blocks."""
-    row = np.empty(P.n, dtype=np.float32)
+def _similarity_row(P: _Points, j: int, d0: np.float32, out: np.ndarray,
+                    work: np.ndarray) -> np.ndarray:
+    """The full similarity row of point ``j`` into ``out`` (``n`` values), ``work`` per block."""
     rows = np.array([j], dtype=np.intp)
-    for start in range(0, P.n, block * 16):
-        stop = min(start + block * 16, P.n)
-        row[start:stop] = d0 - P.distances(rows, start, stop)[0]
-    return row
+    step = max(1, min(P.n, work.size))
+    for start in range(0, P.n, step):
+        stop = min(start + step, P.n)
+        D = P.distances(rows, start, stop, out=work[:stop - start].reshape(1, stop - start))
+        np.subtract(d0, D[0], out=out[start:stop])
+    return out
 
 
 def _greedy_blocked(P: _Points, k: int, candidates: np.ndarray, *, d0: float, epsilon: float,
@@ -277,6 +284,8 @@ def _greedy_streamed(P: _Points, k: int, candidates: np.ndarray, *, d0: np.float
     block = _block_size(sample, n, block_rows)
     keep = (np.empty((sample, n), dtype=np.float32)
             if sample * n <= _KEEP_ROWS_VALUES and block >= n else None)
+    work = np.empty(sample * min(block, n), dtype=np.float32)
+    row_buffer = np.empty(n, dtype=np.float32) if keep is None else None
     cover = np.zeros(n, dtype=np.float32)
     assignment = np.zeros(n, dtype=np.intp)
     indices = np.empty(k, dtype=np.intp)
@@ -286,12 +295,12 @@ def _greedy_streamed(P: _Points, k: int, candidates: np.ndarray, *, d0: np.float
         pos = rng.choice(m, size=sample, replace=False) if sample < m else np.arange(m)
         cand = remaining[pos]
         buf = keep[:len(cand)] if keep is not None else None
-        g = _gains_and_rows(P, cand, cover, d0, block, buf)
+        g = _gains_and_rows(P, cand, cover, d0, block, buf, work)
         best = int(np.argmax(g))
         j = int(cand[best])
         indices[t], gains[t] = j, g[best]
         remaining = np.delete(remaining, pos[best])
-        row = buf[best] if buf is not None else _similarity_row(P, j, d0, block)
+        row = buf[best] if buf is not None else _similarity_row(P, j, d0, row_buffer, work)
         assignment[row > cover] = t
         np.maximum(cover, row, out=cover)
     return indices, gains, assignment

@@ -37,7 +37,7 @@ import math
 import numpy as np
 import torch
 
-from ._facility_location import GroupSelection, _as_generator
+from ._facility_location import GroupSelection, _as_generator, aligned_float32
 
 # Candidates whose gains one refresh of the lazy greedy evaluates together.
 _LAZY_BATCH = 32
@@ -70,7 +70,7 @@ class _DevicePoints:
     """
 
     def __init__(self, X: np.ndarray, metric: str, device: torch.device, memory_budget: int | None):
-        X = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=device)
+        X = torch.as_tensor(aligned_float32(X), device=device)
         if metric == "cosine":
             norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
             # As the CPU engine: a zero vector gets cosine 0 to everything (distance 1).
