@@ -46,6 +46,22 @@ _BATCH_VALUES = 1 << 24  # 64 MiB of float32
 _METRIC_CODES = {"euclidean": 0, "sqeuclidean": 1, "cosine": 2}
 
 
+def d0_from_radius(radius: float, metric: str) -> float:
+    """The d0 bound, in ``metric``, from the largest Euclidean distance of a point to the mean.
+
+    Every pairwise distance is at most twice that radius (triangle inequality); shared by the
+    NumPy blocked path and the torch engine so both use the same constant.
+    """
+    # A few ulps above, so that float32 rounding of a distance never exceeds it.
+    diameter = 2.0 * radius * (1.0 + 1e-5) + 1e-6
+    if metric == "euclidean":
+        return diameter
+    if metric == "sqeuclidean":
+        return diameter ** 2
+    # cosine: with unit vectors, 1 - cos(a, b) = ||a - b||^2 / 2, and never more than 2.
+    return min(2.0, diameter ** 2 / 2.0)
+
+
 class _Points:
     """The data of one group, prepared once for similarity rows computed block by block.
 
@@ -71,14 +87,7 @@ class _Points:
         center = self.X.mean(axis=0, dtype=np.float64)
         radius = float(np.sqrt(np.max(np.einsum(
             "ij,ij->i", self.X - center.astype(np.float32), self.X - center.astype(np.float32)))))
-        # A few ulps above, so that float32 rounding of a distance never exceeds it.
-        diameter = 2.0 * radius * (1.0 + 1e-5) + 1e-6
-        if self.metric == "euclidean":
-            return diameter
-        if self.metric == "sqeuclidean":
-            return diameter ** 2
-        # cosine: with unit vectors, 1 - cos(a, b) = ||a - b||^2 / 2, and never more than 2.
-        return min(2.0, diameter ** 2 / 2.0)
+        return d0_from_radius(radius, self.metric)
 
     def distances(self, rows: np.ndarray, start: int, stop: int,
                   out: np.ndarray | None = None) -> np.ndarray:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ._facility_location import GroupSelection, _as_generator, aligned_float32
+from ._large_scale import d0_from_radius
 
 # Candidates whose gains one refresh of the lazy greedy evaluates together.
 _LAZY_BATCH = 32
@@ -92,16 +93,10 @@ class _DevicePoints:
         self.chunk = max(1, budget // max(self.n, 1))
 
     def _d0_bound(self) -> float:
-        # The bound of _large_scale._Points.d0_bound (see that module's notes): every distance
-        # is at most twice the largest distance to the mean.
+        # The bound of _large_scale._Points.d0_bound (see that module's notes).
         center = self.X.mean(dim=0, dtype=self.acc).to(torch.float32)
         radius = float(torch.sqrt(((self.X - center) ** 2).sum(dim=1).max()))
-        diameter = 2.0 * radius * (1.0 + 1e-5) + 1e-6
-        if self.metric == "euclidean":
-            return diameter
-        if self.metric == "sqeuclidean":
-            return diameter ** 2
-        return min(2.0, diameter ** 2 / 2.0)
+        return d0_from_radius(radius, self.metric)
 
     def _distances(self, ids: torch.Tensor) -> torch.Tensor:
         """Distances ``(len(ids), n)``, with the CPU engine's formula, clamping and zero self-distance."""
