@@ -523,3 +523,19 @@ def test_default_beats_plain_training_at_50_percent_noise(seed):
     crust_accuracy = np.mean(crust.predict(X_test) == y_test)
     assert crust_accuracy > 0.88
     assert crust_accuracy - plain_accuracy > 0.08
+
+
+# ---------------------------------------------------------------- selection device
+def test_selection_stays_on_the_cpu_engine_for_a_cpu_net(digits, selectors):
+    X, y = digits
+    _net(max_epochs=3).fit(X, y)
+    assert selectors and all(s.device is None for s in selectors)
+    assert all(m.startswith("dense-") for s in selectors for m in s.class_methods_)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_selection_runs_on_the_gpu_for_a_cuda_net(digits, selectors):
+    X, y = digits
+    _net(max_epochs=3, device="cuda").fit(X, y)
+    assert selectors and all(s.device == "cuda" for s in selectors)
+    assert all(m.startswith("cuda-") for s in selectors for m in s.class_methods_)
