@@ -589,7 +589,7 @@ class CrustClassifier(NeuralNetClassifier):
         selector = CrustSelector(
             k=size, optimizer=config["selection_optimizer"], weights=config["selection_weights"],
             random_state=int(self._rng_.integers(np.iinfo(np.int32).max)),
-            # On a GPU the similarity rows are ~100x cheaper there than on the CPU.
+            # A CUDA net selects on its GPU too: the similarity rows' matrix products dominate.
             device=self.device if self.device is not None
             and torch.device(self.device).type == "cuda" else None)
         selector.fit(features.features, groups)

@@ -2,9 +2,9 @@
 
 The NumPy/numba engine (:mod:`._facility_location`, :mod:`._large_scale`) is bound by the CPU's
 matrix products: at 10^5 points per class, every similarity row is a 64-wide product with all
-points. A GPU makes those products ~100x cheaper, so this engine keeps the points, the similarity
-rows, the running cover and the gains on the device, and only the picks (one int per step) travel
-back to the host.
+points. A GPU makes those products far cheaper (not measured here: no GPU was available), so
+this engine keeps the points, the similarity rows, the running cover and the gains on the
+device, and only the picks (one int per step) travel back to the host.
 
 Two layouts, chosen by the same ``memory_budget`` as on the CPU (here: bytes of device memory):
 
