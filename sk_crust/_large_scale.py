@@ -127,40 +127,26 @@ def _block_size(n_rows: int, n: int, block_rows: int | None) -> int:
 
 
 def _gains_and_rows(P: _Points, cand: np.ndarray, cover: np.ndarray, d0: np.float32,
-                    block: int, keep: np.ndarray | None, work: np.ndarray) -> np.ndarray:
+                    block: int, keep: np.ndarray | None, work: np.ndarray | None) -> np.ndarray:
     """Marginal gains of the candidates against ``cover``, their similarity rows made in blocks.
 
-    With ``keep`` (a ``(len(cand), n)`` buffer) the rows are left there for the cover update.
-    ``work`` (float32, at least ``len(cand) * block`` values) holds each block's rows: no
-    temporary is allocated per block. That matters beyond speed: Dask workers return freed memory
-    to the system eagerly (``MALLOC_TRIM_THRESHOLD_``), so per-block temporaries were page-faulted
-    in again and again, and half of the time went to the kernel.
+    With ``keep`` (a ``(len(cand), n)`` buffer, only when one block covers all points) the rows
+    are left there for the cover update. Otherwise ``work`` (float32, at least ``len(cand) *
+    block`` values) holds each block's rows: no temporary is allocated per block. That matters
+    beyond speed: Dask workers return freed memory to the system eagerly
+    (``MALLOC_TRIM_THRESHOLD_``), so per-block temporaries were page-faulted in again and again,
+    and half of the time went to the kernel.
     """
     gains = np.zeros(len(cand), dtype=np.float64)
     for start in range(0, P.n, block):
         stop = min(start + block, P.n)
-        if keep is not None and block >= P.n:
-            S = keep
-        else:  # a C-contiguous view, so the compiled kernels take it
-            S = work[:len(cand) * (stop - start)].reshape(len(cand), stop - start)
+        # work: a C-contiguous view, so the compiled kernels take it
+        S = keep if keep is not None else work[:len(cand) * (stop - start)].reshape(
+            len(cand), stop - start)
         P.distances(cand, start, stop, out=S)
         np.subtract(d0, S, out=S)  # similarity, in place of the distances
-        if keep is not None and S is not keep:
-            keep[:, start:stop] = S
         gains += _row_gains(S, cover[start:stop])
     return gains
-
-
-def _similarity_row(P: _Points, j: int, d0: np.float32, out: np.ndarray,
-                    work: np.ndarray) -> np.ndarray:
-    """The full similarity row of point ``j`` into ``out`` (``n`` values), ``work`` per block."""
-    rows = np.array([j], dtype=np.intp)
-    step = max(1, min(P.n, work.size))
-    for start in range(0, P.n, step):
-        stop = min(start + step, P.n)
-        D = P.distances(rows, start, stop, out=work[:stop - start].reshape(1, stop - start))
-        np.subtract(d0, D[0], out=out[start:stop])
-    return out
 
 
 def _greedy_blocked(P: _Points, k: int, candidates: np.ndarray, *, d0: float, epsilon: float,
@@ -293,8 +279,9 @@ def _greedy_streamed(P: _Points, k: int, candidates: np.ndarray, *, d0: np.float
     block = _block_size(sample, n, block_rows)
     keep = (np.empty((sample, n), dtype=np.float32)
             if sample * n <= _KEEP_ROWS_VALUES and block >= n else None)
-    work = np.empty(sample * min(block, n), dtype=np.float32)
-    row_buffer = np.empty(n, dtype=np.float32) if keep is None else None
+    # Without keep: each block's rows go to work, the winner's row is made again in row_buffer.
+    work = np.empty(sample * min(block, n), dtype=np.float32) if keep is None else None
+    row_buffer = np.empty((1, n), dtype=np.float32) if keep is None else None
     cover = np.zeros(n, dtype=np.float32)
     assignment = np.zeros(n, dtype=np.intp)
     indices = np.empty(k, dtype=np.intp)
@@ -309,7 +296,8 @@ def _greedy_streamed(P: _Points, k: int, candidates: np.ndarray, *, d0: np.float
         j = int(cand[best])
         indices[t], gains[t] = j, g[best]
         remaining = np.delete(remaining, pos[best])
-        row = buf[best] if buf is not None else _similarity_row(P, j, d0, row_buffer, work)
+        row = (buf[best] if buf is not None
+               else _similarity_rows(P, np.array([j]), d0, row_buffer)[0])
         assignment[row > cover] = t
         np.maximum(cover, row, out=cover)
     return indices, gains, assignment

@@ -148,11 +148,10 @@ def _greedy_lazy(P: _DevicePoints, k: int):
     dev = P.device
     cover = _Cover(P)
     bound = P.row_sums()  # exact gains of the first step
-    fresh = torch.zeros(P.n, dtype=torch.bool, device=dev)
+    fresh = torch.ones(P.n, dtype=torch.bool, device=dev)  # step 0: every bound is exact
     minus_inf = torch.tensor(-math.inf, dtype=bound.dtype, device=dev)
     indices = np.empty(k, dtype=np.intp)
     gains = np.empty(k, dtype=np.float64)
-    fresh.fill_(True)  # step 0: every bound is the true gain
     for t in range(k):
         while True:
             best_fresh = torch.where(fresh, bound, minus_inf).max()
@@ -160,7 +159,8 @@ def _greedy_lazy(P: _DevicePoints, k: int):
             top = torch.topk(stale, min(_LAZY_BATCH, P.n)).indices
             # Done when no stale bound can reach the best fresh gain. Equal counts as "can
             # reach": a stale candidate with a lower index might tie, and ties go to it.
-            if bool(stale[top[0]] < best_fresh) or not bool(torch.isfinite(stale[top[0]])):
+            head = stale[top[0]]
+            if not bool((head >= best_fresh) & torch.isfinite(head)):  # one device sync
                 break
             top = top[torch.isfinite(stale[top])]
             bound[top] = cover.gains(P.rows(top))
