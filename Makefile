@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # A CPU wheel of this version lies on the project's machines; an unpinned `torch` would pull CUDA.
 TORCH_PIN ?= torch==2.13.0
+# The same pin as the `lint` extra in pyproject.toml and .pre-commit-config.yaml
+# (tests/test_packaging.py checks that the three agree).
+RUFF_PIN ?= ruff==0.17.6
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench docs lint clean
@@ -30,8 +33,10 @@ docs: $(STAMP)
 	$(PY) -m pip install -q -e ".[docs]"
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
-lint: $(STAMP)
-	$(PY) -m pip install -q ruff
+# Needs only ruff, not the package: no $(STAMP), so it runs before anything is installed.
+lint:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(RUFF_PIN)"
 	$(PY) -m ruff check sk_crust tests benchmarks
 
 clean:
