@@ -1,12 +1,17 @@
 """The numeric core: exactness of lazy greedy, weights, objective, approximations."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from threadpoolctl import threadpool_limits
 
-from sk_crust import _facility_location
+from sk_crust import CrustSelector, _facility_location
 from sk_crust._facility_location import (
     coreset_weights,
     greedy_lazy,
@@ -20,6 +25,9 @@ from sk_crust._facility_location import (
     similarity_matrix,
     top_centrality,
 )
+
+# Before the ``backend`` fixture swaps it: None when numba is missing or SK_CRUST_NUMBA=0.
+_COMPILED_AT_IMPORT = _facility_location._kernels
 
 
 @pytest.fixture(scope="module", autouse=True,
@@ -36,9 +44,36 @@ def backend(request):
     _facility_location._kernels = kernels
 
 
-def test_numba_backend_is_tested_when_installed(backend):
+def test_numba_backend_is_tested_when_installed():
+    """With numba importable, the compiled kernels load, so the ``backend`` fixture runs every test
+    of this module on them as well as on the NumPy code (fails, not skips, when they do not)."""
     pytest.importorskip("numba")
-    assert _facility_location._kernels is not None or backend == "numpy"
+    assert os.environ.get("SK_CRUST_NUMBA", "1") != "0", (
+        "SK_CRUST_NUMBA=0 turns the compiled kernels off for the whole run, so they go untested: "
+        "unset it (the suite runs both backends itself)")
+    assert _COMPILED_AT_IMPORT is not None, (
+        "numba is importable but the compiled kernels did not load")
+
+
+def test_numba_off_in_the_environment_runs_numpy_with_the_same_picks():
+    """``SK_CRUST_NUMBA=0`` (read at import): numba is never imported and the coreset is the one
+    this process selects (with the compiled kernels when numba is installed)."""
+    X = _points(300, 8, seed=3)
+    y = np.arange(300) % 3
+    script = (
+        "import sys, numpy as np\n"
+        "from sk_crust import CrustSelector\n"
+        "X = np.random.default_rng(3).normal(size=(300, 8)).astype(np.float32)\n"
+        "selector = CrustSelector(k=0.4, random_state=0).fit(X, np.arange(300) % 3)\n"
+        "print('numba' in sys.modules, *selector.indices_)\n"
+    )
+    env = {**os.environ, "SK_CRUST_NUMBA": "0", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    assert out[0] == "False", "numba was imported although SK_CRUST_NUMBA=0"
+    with threadpool_limits(1, user_api="blas"):  # the subprocess's thread count: same rounding
+        expected = CrustSelector(k=0.4, random_state=0).fit(X, y).indices_
+    np.testing.assert_array_equal(np.array(out[1:], dtype=int), expected)
 
 
 def _points(n, d, seed=0):
