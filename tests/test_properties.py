@@ -12,8 +12,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sk_crust import CrustSelector
-from sk_crust._facility_location import (greedy_lazy, greedy_naive, objective,
-                                         similarity_matrix, top_centrality)
+from sk_crust._facility_location import (
+    greedy_lazy,
+    greedy_naive,
+    objective,
+    similarity_matrix,
+    top_centrality,
+)
 from sk_crust._selector import class_budgets
 
 
@@ -83,13 +88,13 @@ def test_selector_invariants(data, optimizer, k):
     classes, sizes = np.unique(y, return_counts=True)
     budgets = class_budgets(sizes, k)
     for c, budget, group in zip(classes, budgets, selector.group_of_selected_[
-            np.r_[0, np.cumsum(budgets)[:-1]]]):
+            np.r_[0, np.cumsum(budgets)[:-1]]], strict=True):
         chosen = indices[selector.group_of_selected_ == group]
         assert len(chosen) == budget
         assert np.all(y[chosen] == c)
     # Cluster weights: cluster sizes, >= 1, summing to n (and to each class's size).
     assert np.all(weights >= 1) and weights.sum() == len(y)
-    for c, size in zip(classes, sizes):
+    for c, size in zip(classes, sizes, strict=True):
         assert selector.sample_weight_[y == c].sum() == size
     # Every point's medoid is in its class; medoids are their own medoid.
     assert np.all(y[indices[selector.labels_]] == y)
@@ -97,7 +102,6 @@ def test_selector_invariants(data, optimizer, k):
     assert np.all(np.isfinite(weights)) and np.isfinite(selector.objective_)
 
 
-@settings(max_examples=40, deadline=None)
 def _greedy_has_near_ties(X, k, rtol=1e-4):
     """Whether the exact greedy on the rows of ``X`` meets two best candidates within rtol."""
     S, _ = similarity_matrix(X)
@@ -124,7 +128,7 @@ def test_permuting_rows_permutes_the_result(data, seed, optimizer):
     # else's), where the order of the rows decides the pick and the trajectories part: skip those.
     if optimizer != "centrality":
         assume(not any(_greedy_has_near_ties(G[y == c], int(b))
-                       for c, b in zip(classes, class_budgets(sizes, 0.5))))
+                       for c, b in zip(classes, class_budgets(sizes, 0.5), strict=True)))
     assume(sizes.min() >= 3)
     perm = np.random.default_rng(seed).permutation(len(y))
     first = CrustSelector(k=0.5, optimizer=optimizer).fit(G, y)
