@@ -18,7 +18,6 @@ from threadpoolctl import threadpool_limits
 
 from sk_crust import CrustClassifier, CrustSampler, CrustSelector, add_label_noise
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
