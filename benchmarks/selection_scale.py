@@ -101,7 +101,7 @@ def _fit(config: dict, X, y):
 
 def _class_objectives(selector, X, y) -> list[float]:
     """Each class's objective with its exact d0 (dense similarity: small classes only)."""
-    from sk_crust._facility_location import objective, similarity_matrix
+    from sk_crust._engine._similarity import objective, similarity_matrix
 
     out = []
     picked_class = y[selector.indices_]

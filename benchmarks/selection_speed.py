@@ -12,7 +12,7 @@ side by side and on the same float32 gaussian blobs:
   stochastic (``epsilon=0.1`` as ours; apricot's default is 0.9).
 
 Objectives are compared under sk_crust's metric: ``F(S) = sum_i max_{j in S} (d0 - d_ij)`` with
-euclidean ``d``, evaluated by ``sk_crust._facility_location.objective`` for every method's indices.
+euclidean ``d``, evaluated by ``sk_crust._engine._similarity.objective`` for every method's indices.
 apricot builds its similarity from *squared* euclidean distances, so it optimises a different
 objective; its ratio under our metric says how good its picks are for the CRUST objective.
 
@@ -44,13 +44,9 @@ import time
 import numpy as np
 
 import sk_crust
-from sk_crust._facility_location import (
-    greedy_lazy,
-    objective,
-    pairwise_distances,
-    select_group,
-    similarity_matrix,
-)
+from sk_crust._engine._dense import greedy_lazy
+from sk_crust._engine._dense import select_group_dense as select_group
+from sk_crust._engine._similarity import objective, pairwise_distances, similarity_matrix
 
 HEADLINE = (5000, 64, 0.5)  # the issue's target configuration
 OURS = ("lazy", "stochastic", "centrality", "naive")
@@ -141,9 +137,9 @@ def machine_facts():
 
 
 def _backend():
-    from sk_crust import _facility_location as fl
+    from sk_crust._engine import _rules
 
-    return "compiled (numba)" if fl._kernels is not None else "NumPy"
+    return "compiled (numba)" if _rules.kernels is not None else "NumPy"
 
 
 def versions():
@@ -185,24 +181,25 @@ def ratio(a, b):
 
 def count_lazy_evaluations(S, k):
     """Marginal-gain evaluations (rows of S reduced) per pick of the lazy greedy, after step 0."""
-    from sk_crust import _facility_location as fl
+    from sk_crust._engine import _dense as fl
+    from sk_crust._engine import _rules
 
-    # The compiled kernels (numba) do not go through _row_gains: count on the NumPy path, which
+    # The compiled kernels (numba) do not go through row_gains: count on the NumPy path, which
     # refreshes in blocks and so evaluates at least as many rows as the compiled heap version.
-    original, counted, kernels = fl._row_gains, [0], fl._kernels
-    fl._kernels = None
+    original, counted, kernels = fl.row_gains, [0], _rules.kernels
+    _rules.kernels = None
 
     def counting(S_rows, cover, **kwargs):
         rows = kwargs.get("rows")
         counted[0] += S_rows.shape[0] if rows is None else len(rows)
         return original(S_rows, cover, **kwargs)
 
-    fl._row_gains = counting
+    fl.row_gains = counting
     try:
         fl.greedy_lazy(S, k)
     finally:
-        fl._row_gains = original
-        fl._kernels = kernels
+        fl.row_gains = original
+        _rules.kernels = kernels
     return (counted[0] - S.shape[0]) / max(k - 1, 1)
 
 
@@ -377,7 +374,7 @@ def markdown(rows, args, facts, vers, overhead, wall):
          f"{args.apricot_repeats} runs, {args.apricot_big_repeats} for n > {args.big_n}, "
          f"a call given up after {args.apricot_timeout:.0f} s). The machine is shared with other "
          "jobs, so expect noise of 10-30% on single timings."),
-        ("- `distances` = `sk_crust._facility_location.pairwise_distances` (one GEMM + clamp + "
+        ("- `distances` = `sk_crust._engine._similarity.pairwise_distances` (one GEMM + clamp + "
          "sqrt): the floor any exact selection pays. `ours *` = `select_group` (similarity matrix, "
          "optimizer, nearest-medoid assignment and cluster weights: the whole selection). "
          "`lazy greedy only` = `greedy_lazy` on a precomputed similarity matrix."),

@@ -4,7 +4,8 @@
 torch modules are loaded on first access.
 """
 
-from ._diagnostics import CoresetReport, coreset_report, estimate_noise_rate
+from ._noise_estimation import estimate_noise_rate
+from ._reporting import CoresetReport, coreset_report
 from ._selector import Coreset, CrustSampler, CrustSelector
 from .noise import add_label_noise
 
@@ -14,7 +15,7 @@ __version__ = "0.1.0.dev0"
 # pay torch's import time.
 _TORCH_NAMES = {
     "CrustClassifier": "._classifier",
-    "CoresetCleanFraction": "._classifier",
+    "CoresetCleanFraction": ".callbacks",
     "MLP": ".modules",
     "SmallCNN": ".modules",
 }

@@ -35,7 +35,7 @@ from skorch.utils import is_dataset, to_numpy
 from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
 from torch.utils.data import Sampler, Subset, default_collate
 
-from ._facility_location import OPTIMIZERS, WEIGHTS
+from ._engine import OPTIMIZERS, WEIGHTS
 from ._gradients import GRADIENTS, GradientFeatures
 from ._gradients import gradient_features as _gradient_features
 from ._selector import CrustSelector, check_label_targets
@@ -605,7 +605,7 @@ class CrustClassifier(NeuralNetClassifier):
         training split's predicted probabilities right after warm-up, before the network has
         memorised the wrong labels; it is kept for the rest of training (and ``partial_fit``).
         """
-        from ._diagnostics import _confident_joint_noise, auto_fraction
+        from ._noise_estimation import _confident_joint_noise, auto_fraction
 
         if getattr(self, "noise_rate_", None) is None:
             iterator = self.get_iterator(run.dataset, training=False)
@@ -660,7 +660,7 @@ class CrustClassifier(NeuralNetClassifier):
         >>> int(np.sum(issues.index[:10] < 10)) >= 8  # the wrong labels come first
         True
         """
-        from ._diagnostics import classifier_label_issues
+        from ._reporting import classifier_label_issues
 
         return classifier_label_issues(self, X, y)
 

@@ -1,9 +1,11 @@
-"""Estimators around the facility-location core: `CrustSelector` and `CrustSampler`.
+"""Estimators around the selection engine: `CrustSelector` and `CrustSampler`.
 
-They validate inputs, split the data by class, give every class its budget, run the classes in
-parallel with joblib (so ``joblib.parallel_config(backend="dask")`` moves the work to a Dask cluster)
-and turn per-class results into dataset-level attributes. No torch import here: the torch engine
-(:mod:`._torch_engine`) is loaded only when a ``device`` or a torch tensor asks for it.
+They validate inputs, split the data by class, give every class its budget, hand the classes to
+the engine (:func:`._engine.select_groups`: joblib, so ``joblib.parallel_config(backend="dask")``
+moves the work to a Dask cluster) and turn per-class results into dataset-level attributes. The
+selection parameters and their constraints live once, in :class:`_BaseSelection` (the pattern of
+scikit-learn's ``_BaseKMeans``). No torch import here: the torch engine (:mod:`._engine._torch`)
+is loaded only when a ``device`` or a torch tensor asks for it.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import sys
 from numbers import Integral, Real
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import TransformerTags
 from sklearn.model_selection import check_cv, cross_val_predict
@@ -23,11 +24,14 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._diagnostics import (auto_fraction, center_distances, estimate_noise_rate_from_features,
-                           medoid_distances)
-from ._facility_location import METRICS, OPTIMIZERS, WEIGHTS
-from ._large_scale import (_select_part, greedi_merge, greedi_plan, parse_memory_budget,
-                           select_group_within_budget)
+from ._engine import (METRICS, OPTIMIZERS, WEIGHTS, center_distances, medoid_distances,
+                      parse_memory_budget, select_groups)
+from ._noise_estimation import (_confident_joint_noise, auto_fraction,
+                                estimate_noise_rate_from_features)
+from ._reporting import selector_label_issues
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Coreset(NamedTuple):
@@ -115,10 +119,6 @@ def _fingerprint(G: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(G).view(np.uint8), digest_size=16).hexdigest()
 
 
-def _greedi_merge_with_path(X, k, partials, path, **kwargs):
-    return greedi_merge(X, k, partials, **kwargs), path
-
-
 def _torch_tensor_device(G):
     """The device of ``G`` if it is a torch tensor, else None (without importing torch)."""
     torch = sys.modules.get("torch")  # G cannot be a tensor if torch was never imported
@@ -145,13 +145,81 @@ def _selection_device(device, G):
         return tensor_device if tensor_device is not None and tensor_device.type != "cpu" else None
     if isinstance(device, str) and device == "cpu":
         return None
-    from ._torch_engine import resolve_device
+    from ._engine._torch import resolve_device
 
     dev = resolve_device(device)
     return None if dev.type == "cpu" else dev
 
 
-class CrustSelector(BaseEstimator):
+def _validate_k(k) -> None:
+    """`k` gets its own message: the generic one does not say how float and int differ."""
+    ok_float = isinstance(k, (Real, np.floating)) and not isinstance(k, (Integral, bool)) \
+        and 0 < k <= 1
+    ok_int = isinstance(k, (Integral, np.integer)) and not isinstance(k, bool) and k >= 1
+    ok_auto = isinstance(k, str) and k == "auto"
+    if not (ok_float or ok_int or ok_auto):
+        raise ValueError(f"k={k!r} is not valid: pass a float in (0, 1] (fraction of each class), "
+                         "an int >= 1 (total coreset size) or 'auto' (the estimated clean "
+                         "fraction)")
+
+
+class _BaseSelection(BaseEstimator):
+    """The selection parameters shared by :class:`CrustSelector` and :class:`CrustSampler`.
+
+    Their constraints, their storage and the selector a sampler builds from them are stated
+    here once (the pattern of scikit-learn's ``_BaseKMeans``). See :class:`CrustSelector` for
+    what each parameter means.
+    """
+
+    _parameter_constraints: dict = {
+        "k": [Interval(Real, 0, 1, closed="right"), Interval(Integral, 1, None, closed="left"),
+              StrOptions({"auto"})],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "weights": [StrOptions(set(WEIGHTS))],
+        "metric": [StrOptions(set(METRICS))],
+        "epsilon": [Interval(Real, 0, 1, closed="neither")],
+        "radius": [Interval(Real, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
+        "partitions": [Interval(Integral, 1, None, closed="left")],
+        "device": "no_validation",  # validated in fit (a torch.device needs torch)
+    }
+
+    def __init__(self, k: float | int | Literal["auto"] = 0.5, *,
+                 optimizer: Literal["lazy", "naive", "stochastic", "centrality"] = "lazy",
+                 weights: Literal["cluster", "radius", "uniform"] = "cluster",
+                 metric: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean",
+                 epsilon: float = 0.1, radius: float = 2.0, n_jobs: int | None = None,
+                 random_state: int | np.random.RandomState | None = None,
+                 memory_budget: int | str | None = "1GiB", partitions: int = 1,
+                 device: str | torch.device | None = None):
+        self.k = k
+        self.optimizer = optimizer
+        self.weights = weights
+        self.metric = metric
+        self.epsilon = epsilon
+        self.radius = radius
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.memory_budget = memory_budget
+        self.partitions = partitions
+        self.device = device
+
+    def _selection_params(self) -> dict:
+        """The selection parameters, by name (those of :class:`_BaseSelection`)."""
+        return {name: getattr(self, name) for name in _BaseSelection._parameter_constraints}
+
+    def _validate_selection(self) -> int | None:
+        """Validate every parameter (``k`` and ``memory_budget`` with their own messages);
+        return the memory budget in bytes."""
+        _validate_k(self.k)
+        budget = parse_memory_budget(self.memory_budget)
+        self._validate_params()
+        return budget
+
+
+class CrustSelector(_BaseSelection):
     """Select a weighted coreset of each class by greedy facility location (CRUST).
 
     For each class ``c`` with points ``G_c`` (typically per-example gradient features, see
@@ -287,37 +355,6 @@ class CrustSelector(BaseEstimator):
     (20, 100)
     """
 
-    _parameter_constraints: dict = {
-        "k": [Interval(Real, 0, 1, closed="right"), Interval(Integral, 1, None, closed="left"),
-              StrOptions({"auto"})],
-        "optimizer": [StrOptions(set(OPTIMIZERS))],
-        "weights": [StrOptions(set(WEIGHTS))],
-        "metric": [StrOptions(set(METRICS))],
-        "epsilon": [Interval(Real, 0, 1, closed="neither")],
-        "radius": [Interval(Real, 0, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "random_state": ["random_state"],
-        "memory_budget": [Interval(Integral, 1, None, closed="left"), str, None],
-        "partitions": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",  # validated in fit (a torch.device needs torch)
-    }
-
-    def __init__(self, k: float | int = 0.5, *, optimizer: str = "lazy", weights: str = "cluster",
-                 metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
-                 n_jobs: int | None = None, random_state=None, memory_budget="1GiB",
-                 partitions: int = 1, device=None):
-        self.k = k
-        self.optimizer = optimizer
-        self.weights = weights
-        self.metric = metric
-        self.epsilon = epsilon
-        self.radius = radius
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.memory_budget = memory_budget
-        self.partitions = partitions
-        self.device = device
-
     def fit(self, G, y) -> CrustSelector:
         """Select the coreset of each class.
 
@@ -333,9 +370,7 @@ class CrustSelector(BaseEstimator):
         -------
         self : CrustSelector
         """
-        _validate_k(self.k)
-        budget = parse_memory_budget(self.memory_budget)
-        self._validate_params()
+        budget = self._validate_selection()
         device = _selection_device(self.device, G)
         if device is not None and self.partitions > 1:
             raise ValueError(
@@ -367,51 +402,14 @@ class CrustSelector(BaseEstimator):
                 "of the selection (they would overflow): rescale G, e.g. divide it by its "
                 "largest absolute value, or pass metric='cosine'")
         Gf = G.astype(np.float32, copy=False)
-        if device is not None:
-            from ._torch_engine import select_group_torch
-
-            # One device: classes one after another (each already uses the whole device).
-            results = [select_group_torch(
-                Gf[rows], int(b), device=device, optimizer=self.optimizer, weights=self.weights,
-                metric=self.metric, epsilon=self.epsilon, radius=self.radius,
-                random_state=int(seed), memory_budget=budget)
-                for rows, b, seed in zip(groups, budgets, seeds)]
-        elif self.partitions > 1:
-            results = self._select_greedi(Gf, groups, budgets, seeds, budget)
-        else:
-            results = Parallel(n_jobs=self.n_jobs)(
-                delayed(select_group_within_budget)(
-                    Gf[rows], int(b), memory_budget=budget, optimizer=self.optimizer,
-                    weights=self.weights, metric=self.metric, epsilon=self.epsilon,
-                    radius=self.radius, random_state=int(seed))
-                for rows, b, seed in zip(groups, budgets, seeds))
-        # Which path each class took (dense or blocked), then the selections alone.
-        self.class_methods_ = np.array([path for _, path in results])
-        results = [selection for selection, _ in results]
+        engine = "torch" if device is not None else "greedi" if self.partitions > 1 else "auto"
+        results = select_groups(
+            Gf, groups, budgets, seeds, engine=engine, memory_budget=budget, n_jobs=self.n_jobs,
+            partitions=self.partitions, device=device, optimizer=self.optimizer,
+            weights=self.weights, metric=self.metric, epsilon=self.epsilon, radius=self.radius)
+        self.class_methods_ = np.array([r.method for r in results])  # the path of each class
         self._set_selection(G, groups, results)
         return self
-
-    def _select_greedi(self, Gf, groups, budgets, seeds, budget) -> list:
-        """GreeDi per class, the parts of every class in one joblib call, then the merges."""
-        plans = [greedi_plan(len(rows), self.partitions, int(seed))
-                 for rows, seed in zip(groups, seeds)]
-        tasks = [(c, part, part_seed) for c, (parts, part_seeds, _) in enumerate(plans)
-                 for part, part_seed in zip(parts, part_seeds)]
-        picked = Parallel(n_jobs=self.n_jobs)(
-            delayed(_select_part)(Gf[groups[c][part]], min(int(budgets[c]), part.size),
-                                  optimizer=self.optimizer, metric=self.metric,
-                                  epsilon=self.epsilon, random_state=part_seed,
-                                  memory_budget=budget, block_rows=None)
-            for c, part, part_seed in tasks)
-        partials: list[list[np.ndarray]] = [[] for _ in groups]
-        for (c, part, _), local in zip(tasks, picked):
-            partials[c].append(part[local])
-        path = f"greedi-{self.partitions}"
-        return Parallel(n_jobs=self.n_jobs)(
-            delayed(_greedi_merge_with_path)(
-                Gf[rows], int(b), partial, path, weights=self.weights, metric=self.metric,
-                epsilon=self.epsilon, radius=self.radius, random_state=plan[2])
-            for rows, b, partial, plan in zip(groups, budgets, partials, plans))
 
     def _set_selection(self, G, groups, results) -> None:
         """Turn per-class (local) results into dataset-level fitted attributes."""
@@ -460,8 +458,6 @@ class CrustSelector(BaseEstimator):
         >>> selector.get_label_issues().index.tolist()  # the far point first
         [3, 0, 1, 2]
         """
-        from ._diagnostics import selector_label_issues
-
         return selector_label_issues(self)
 
     def transform(self, G) -> Coreset:
@@ -506,19 +502,7 @@ class CrustSelector(BaseEstimator):
         return tags
 
 
-def _validate_k(k) -> None:
-    """`k` gets its own message: the generic one does not say how float and int differ."""
-    ok_float = isinstance(k, (Real, np.floating)) and not isinstance(k, (Integral, bool)) \
-        and 0 < k <= 1
-    ok_int = isinstance(k, (Integral, np.integer)) and not isinstance(k, bool) and k >= 1
-    ok_auto = isinstance(k, str) and k == "auto"
-    if not (ok_float or ok_int or ok_auto):
-        raise ValueError(f"k={k!r} is not valid: pass a float in (0, 1] (fraction of each class), "
-                         "an int >= 1 (total coreset size) or 'auto' (the estimated clean "
-                         "fraction)")
-
-
-class CrustSampler(BaseEstimator):
+class CrustSampler(_BaseSelection):
     """Keep a CRUST coreset of the training rows: an imbalanced-learn style sampler.
 
     ``fit_resample(X, y)`` computes gradient features, selects a weighted coreset of each class
@@ -575,31 +559,28 @@ class CrustSampler(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        **CrustSelector._parameter_constraints,
+        **_BaseSelection._parameter_constraints,
         "estimator": [HasMethods(["fit", "predict_proba"]), None],
         "features": [StrOptions({"gradient", "X"})],
         "cv": ["cv_object"],
     }
 
-    def __init__(self, k: float | int = 0.5, *, estimator=None, features: str = "gradient",
-                 cv=5, optimizer: str = "lazy", weights: str = "cluster",
-                 metric: str = "euclidean", epsilon: float = 0.1, radius: float = 2.0,
-                 n_jobs: int | None = None, random_state=None, memory_budget="1GiB",
-                 partitions: int = 1, device=None):
-        self.k = k
+    def __init__(self, k: float | int | Literal["auto"] = 0.5, *, estimator=None,
+                 features: Literal["gradient", "X"] = "gradient", cv=5,
+                 optimizer: Literal["lazy", "naive", "stochastic", "centrality"] = "lazy",
+                 weights: Literal["cluster", "radius", "uniform"] = "cluster",
+                 metric: Literal["euclidean", "sqeuclidean", "cosine"] = "euclidean",
+                 epsilon: float = 0.1, radius: float = 2.0, n_jobs: int | None = None,
+                 random_state: int | np.random.RandomState | None = None,
+                 memory_budget: int | str | None = "1GiB", partitions: int = 1,
+                 device: str | torch.device | None = None):
+        super().__init__(k=k, optimizer=optimizer, weights=weights, metric=metric,
+                         epsilon=epsilon, radius=radius, n_jobs=n_jobs,
+                         random_state=random_state, memory_budget=memory_budget,
+                         partitions=partitions, device=device)
         self.estimator = estimator
         self.features = features
         self.cv = cv
-        self.optimizer = optimizer
-        self.weights = weights
-        self.metric = metric
-        self.epsilon = epsilon
-        self.radius = radius
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.memory_budget = memory_budget
-        self.partitions = partitions
-        self.device = device
 
     def fit(self, X, y) -> CrustSampler:
         """Select the coreset (as :meth:`fit_resample` does) and return the sampler.
@@ -629,9 +610,7 @@ class CrustSampler(BaseEstimator):
         X_resampled : ndarray of shape (n_selected, n_features)
         y_resampled : ndarray of shape (n_selected,)
         """
-        _validate_k(self.k)
-        parse_memory_budget(self.memory_budget)
-        self._validate_params()
+        self._validate_selection()
         _selection_device(self.device, None)  # a bad device fails before the cross-validation
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], y_numeric=False)
         check_label_targets(y)
@@ -648,18 +627,12 @@ class CrustSampler(BaseEstimator):
         self.__dict__.pop("noise_rate_", None)
         if isinstance(k, str) and self.features == "gradient":
             # "auto" from the out-of-fold probabilities (a confident-joint count, as cleanlab).
-            from ._diagnostics import _confident_joint_noise
-
             y_index = np.searchsorted(self.classes_, y)
             proba = G.astype(np.float64)
             proba[np.arange(len(y)), y_index] += 1.0
             self.noise_rate_ = _confident_joint_noise(y_index, proba)
             k = auto_fraction(self.noise_rate_)
-        self.selector_ = CrustSelector(
-            k=k, optimizer=self.optimizer, weights=self.weights, metric=self.metric,
-            epsilon=self.epsilon, radius=self.radius, n_jobs=self.n_jobs,
-            random_state=self.random_state, memory_budget=self.memory_budget,
-            partitions=self.partitions, device=self.device).fit(G, y)
+        self.selector_ = CrustSelector(**{**self._selection_params(), "k": k}).fit(G, y)
         self.sample_indices_ = self.selector_.indices_
         self.sample_weight_ = self.selector_.sample_weight_
         if isinstance(k, str):

@@ -17,3 +17,29 @@ def one_thread():
     with threadpool_limits(1, user_api="blas"):
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def noisy_digits_split():
+    """``split(rate, seed)``: digits, 70/30 stratified split, standardised (fitted on the training
+    part), symmetric label noise on the training labels. Returns ``X_train, X_test, y_train,
+    y_test, y_noisy`` (the noisy training labels)."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    from sk_crust import add_label_noise
+
+    def split(rate: float, seed: int):
+        X, y = load_digits(return_X_y=True)
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=0.3, stratify=y, random_state=seed)
+        scaler = StandardScaler().fit(X_train)
+        X_train = scaler.transform(X_train).astype(np.float32)
+        X_test = scaler.transform(X_test).astype(np.float32)
+        y_noisy = (np.asarray(add_label_noise(y_train, rate, random_state=seed)[0]) if rate > 0
+                   else y_train.copy())
+        return X_train, X_test, y_train, y_test, y_noisy
+
+    return split

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sk_crust import CrustSelector
-from sk_crust._facility_location import (
+from sk_crust._engine._dense import (
     greedy_lazy,
     greedy_naive,
     objective,

@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sk_crust import Coreset, CrustSampler, CrustSelector
-from sk_crust._facility_location import greedy_naive, similarity_matrix
+from sk_crust._engine._dense import greedy_naive
+from sk_crust._engine._similarity import similarity_matrix
 from sk_crust._selector import class_budgets
 
 

@@ -5,9 +5,12 @@ at a time (10 to 50 rows per pick), plus O(n) bookkeeping per pick. NumPy needs 
 several passes per row and a Python-level loop per pick; a compiled loop with a binary heap does
 one SIMD pass per row and no allocation, which measured ~4x faster on the whole lazy greedy
 (n=5000, d=64, k=50%; see ``benchmarks/results/selection_speed.md``). numba is optional: without
-it (or with ``SK_CRUST_NUMBA=0`` in the environment) ``_facility_location`` uses its NumPy code.
+it (or with ``SK_CRUST_NUMBA=0`` in the environment) the engines use their NumPy code (the switch
+is :data:`._rules.kernels`).
 
-Every optimizer that runs here gets its gains from the one function :func:`_gain`, so ``lazy``
+The rules are those of :mod:`._rules` (the cover update, the gain, the tie rule), in compiled
+form: a compiled loop cannot call the NumPy statement of a rule, so each kernel names the rule it
+compiles. Every optimizer that runs here gets its gains from the one function :func:`_gain`, so ``lazy``
 and ``naive`` (and ``stochastic``'s evaluations) see bitwise-identical gains and make the same
 choices, ties included (lowest index first). Gains are accumulated in float32 SIMD lanes
 (``fastmath`` lets the compiler reorder the sum), then returned as float64: they can differ from
@@ -46,7 +49,7 @@ def row_gains(S, rows, cover):
 
 @_jit
 def _cover_add(S, j, t, cover, assignment):
-    # Strictly greater: ties keep the earlier pick, as ``_facility_location._Cover`` does.
+    # The compiled form of ``_rules.Cover.add``: strictly greater, so ties keep the earlier pick.
     row = S[j]
     for i in range(row.shape[0]):
         if row[i] > cover[i]:
@@ -149,7 +152,7 @@ def finish_distances(D, sq_rows, sq_cols, metric):
     """Turn the products ``D = X_rows @ X_cols.T`` into distances, in place, in one pass.
 
     ``metric``: 0 euclidean, 1 squared euclidean, 2 cosine (unit vectors). Same formulas and
-    clamping as ``_large_scale._Points.distances``; NumPy needs four passes over ``D`` (scale, two
+    clamping as ``_similarity.finish_distances``; NumPy needs four passes over ``D`` (scale, two
     broadcast adds, clamp, square root), which cost more than the matrix product itself at d=64.
     """
     zero = np.float32(0.0)
@@ -172,7 +175,10 @@ def finish_distances(D, sq_rows, sq_cols, metric):
 
 @_jit
 def fold_rows(R, t0, cover, assignment):
-    """Add the rows of ``R`` (picks ``t0``, ``t0 + 1``, ...) to the cover in order; their gains."""
+    """Add the rows of ``R`` (picks ``t0``, ``t0 + 1``, ...) to the cover in order; their gains.
+
+    The compiled form of ``_rules.fold_rows``.
+    """
     gains = np.empty(R.shape[0], dtype=np.float64)
     for r in range(R.shape[0]):
         gains[r] = _gain(R, r, cover)

@@ -16,9 +16,10 @@ from sklearn.base import clone
 
 import sk_crust._selector as selector_module
 from sk_crust import CrustSampler, CrustSelector
-from sk_crust._facility_location import select_group, similarity_matrix
-from sk_crust._large_scale import _Points
-from sk_crust._torch_engine import select_group_torch
+from sk_crust._engine._dense import select_group_dense as select_group
+from sk_crust._engine._similarity import Points as _Points
+from sk_crust._engine._similarity import similarity_matrix
+from sk_crust._engine._torch import select_group_torch
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -41,11 +42,11 @@ def torch_on_cpu(monkeypatch):
 @pytest.mark.parametrize("weights", ["cluster", "radius", "uniform"])
 def test_dense_layout_matches_numpy_engine(metric, optimizer, weights):
     X = _blobs(400, seed=1)
-    ours, path = select_group_torch(X, 40, device="cpu", optimizer=optimizer, weights=weights,
+    ours = select_group_torch(X, 40, device="cpu", optimizer=optimizer, weights=weights,
                                     metric=metric, random_state=5)
     ref = select_group(X, 40, optimizer=optimizer, weights=weights, metric=metric,
                        random_state=5)
-    assert path == f"cpu-dense-{'lazy' if optimizer == 'naive' else optimizer}"
+    assert ours.method == f"cpu-dense-{'lazy' if optimizer == 'naive' else optimizer}"
     np.testing.assert_array_equal(ours.indices, ref.indices)
     np.testing.assert_array_equal(ours.assignment, ref.assignment)
     np.testing.assert_array_equal(ours.weights, ref.weights)
@@ -56,13 +57,13 @@ def test_dense_layout_matches_numpy_engine(metric, optimizer, weights):
 @pytest.mark.parametrize("optimizer", ["lazy", "stochastic", "centrality"])
 def test_streamed_layout_makes_the_same_choices(metric, optimizer):
     """Beyond the budget, rows are recomputed and d0 is the bound: the same picks, the first
-    gain offset by n (d0' - d0) and the later gains unchanged (the _large_scale module notes)."""
+    gain offset by n (d0' - d0) and the later gains unchanged (_similarity.d0_from_radius)."""
     X = _blobs(500, seed=2)
-    dense, _ = select_group_torch(X, 50, device="cpu", optimizer=optimizer, metric=metric,
+    dense = select_group_torch(X, 50, device="cpu", optimizer=optimizer, metric=metric,
                                   random_state=1)
-    streamed, path = select_group_torch(X, 50, device="cpu", optimizer=optimizer, metric=metric,
+    streamed = select_group_torch(X, 50, device="cpu", optimizer=optimizer, metric=metric,
                                         random_state=1, memory_budget=64 * 500)
-    assert path == f"cpu-streamed-{optimizer}"
+    assert streamed.method == f"cpu-streamed-{optimizer}"
     np.testing.assert_array_equal(streamed.indices, dense.indices)
     np.testing.assert_array_equal(streamed.assignment, dense.assignment)
     _, d0 = similarity_matrix(X, metric=metric)
@@ -74,9 +75,9 @@ def test_streamed_layout_makes_the_same_choices(metric, optimizer):
 def test_streamed_lazy_stays_exact_where_the_cpu_engine_goes_stochastic():
     X = _blobs(1500, seed=3)
     exact = select_group(X, 300, optimizer="naive")
-    ours, path = select_group_torch(X, 300, device="cpu", optimizer="lazy",
+    ours = select_group_torch(X, 300, device="cpu", optimizer="lazy",
                                     memory_budget=2 ** 20)  # 4 n^2 = 9 MB does not fit
-    assert path == "cpu-streamed-lazy"
+    assert ours.method == "cpu-streamed-lazy"
     np.testing.assert_array_equal(ours.indices, exact.indices)
 
 
@@ -85,7 +86,7 @@ def test_exact_ties_break_like_the_naive_greedy():
     X = np.random.default_rng(1).integers(0, 3, size=(200, 2)).astype(np.float32)
     ref = select_group(X, 30, optimizer="naive")
     for budget in (None, 100):
-        ours, _ = select_group_torch(X, 30, device="cpu", optimizer="lazy", memory_budget=budget)
+        ours = select_group_torch(X, 30, device="cpu", optimizer="lazy", memory_budget=budget)
         np.testing.assert_array_equal(ours.indices, ref.indices)
         np.testing.assert_array_equal(ours.weights, ref.weights)
 

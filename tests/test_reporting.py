@@ -1,4 +1,4 @@
-"""Diagnostics: get_label_issues, coreset_report, noise-rate estimates and the "auto" sizes.
+"""Reports (``sk_crust._reporting``): get_label_issues tables and coreset_report.
 
 Thresholds come from measurements on scikit-learn's digits (70/30 split, standardised, symmetric
 noise; see docs/user_guide.rst), with a margin:
@@ -24,20 +24,9 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 
-from sk_crust import (
-    CoresetReport,
-    CrustSampler,
-    CrustSelector,
-    add_label_noise,
-    coreset_report,
-    estimate_noise_rate,
-)
-from sk_crust._diagnostics import (
-    auto_fraction,
-    center_distances,
-    estimate_noise_rate_geometric,
-    medoid_distances,
-)
+from sk_crust import CoresetReport, CrustSampler, CrustSelector, add_label_noise, coreset_report
+from sk_crust._engine import center_distances, medoid_distances
+from sk_crust._noise_estimation import auto_fraction
 
 pd = pytest.importorskip("pandas")
 
@@ -52,7 +41,6 @@ def _noisy(y, rate, seed=0):
     return np.asarray(add_label_noise(y, rate, random_state=seed)[0])
 
 
-# --- CrustSelector / CrustSampler ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def digits_gradients(digits):
     X, y = digits
@@ -61,6 +49,7 @@ def digits_gradients(digits):
     return sampler.gradients_, y_noisy, y
 
 
+# --- CrustSelector / CrustSampler -----------------------------------------------------------------
 @pytest.mark.parametrize("optimizer", ["lazy", "centrality"])
 def test_selector_label_issues_rank_wrong_labels_first(digits_gradients, optimizer):
     G, y_noisy, y_true = digits_gradients
@@ -131,90 +120,6 @@ def test_selector_label_issues_not_fitted():
         CrustSelector().get_label_issues()
 
 
-# --- "auto" sizes --------------------------------------------------------------------------------
-def test_selector_auto_k_sets_noise_rate_and_size():
-    rng = np.random.default_rng(0)
-    clean = rng.normal(0, 0.1, size=(160, 2))
-    far = rng.normal(3, 0.1, size=(40, 2))
-    G = np.vstack([clean, far])
-    y = np.zeros(200, dtype=int)
-    sel = CrustSelector(k="auto", optimizer="centrality").fit(G, y)
-    assert sel.noise_rate_ == pytest.approx(0.2)
-    assert len(sel.indices_) == 160
-    assert (sel.indices_ < 160).all()  # only the central mode
-    # A refit with a number forgets the estimate.
-    assert not hasattr(CrustSelector(k=0.5).fit(G, y), "noise_rate_")
-    sel.set_params(k=0.5).fit(G, y)
-    assert not hasattr(sel, "noise_rate_")
-
-
-def test_sampler_auto_k_estimates_noise(digits):
-    X, y = digits
-    estimates = {}
-    for rate in (0.2, 0.5):
-        y_noisy = _noisy(y, rate)
-        sampler = CrustSampler(k="auto", random_state=0).fit(X, y_noisy)
-        estimates[rate] = sampler.noise_rate_
-        # The selector recognises probability residuals and makes the same count.
-        selector = CrustSelector(k="auto").fit(sampler.gradients_, y_noisy)
-        assert selector.noise_rate_ == pytest.approx(sampler.noise_rate_)
-        assert abs(sampler.noise_rate_ - rate) <= 0.15  # measured +0.06 and +0.10
-        assert len(sampler.sample_indices_) == pytest.approx(
-            auto_fraction(sampler.noise_rate_) * len(y), abs=10)
-    assert estimates[0.2] < estimates[0.5]
-
-
-@pytest.mark.parametrize("k", ["automatic", "AUTO", 0.0, 1.5, -1, True])
-def test_bad_k_message_mentions_auto(k):
-    with pytest.raises(ValueError, match="'auto'"):
-        CrustSelector(k=k).fit(np.zeros((4, 1)), [0, 0, 1, 1])
-
-
-def test_geometric_estimate_is_rough_but_ordered(digits_gradients):
-    # Measured on CrustSampler's gradients of digits: true 0.3 -> 0.28-0.35. It is only a rough
-    # guess (true 0.5 -> 0.33, true 0 -> 0.10), documented as such.
-    G, y_noisy, _ = digits_gradients
-    assert 0.15 <= estimate_noise_rate_geometric(G, y_noisy) <= 0.45
-    assert estimate_noise_rate_geometric(np.zeros((5, 2)), np.zeros(5, dtype=int)) == 0.0
-    assert estimate_noise_rate_geometric(np.zeros((2, 2)), np.zeros(2, dtype=int)) == 0.0
-
-
-@pytest.mark.parametrize("rate, expected", [(0.3, 0.7), (0.0, 1.0), (0.05, 0.95), (0.95, 0.1), (1.0, 0.1)])
-def test_auto_fraction_clips(rate, expected):
-    assert auto_fraction(rate) == pytest.approx(expected)
-
-
-# --- estimate_noise_rate -------------------------------------------------------------------------
-def test_estimate_noise_rate_with_out_of_fold_probabilities(digits):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
-
-    X, y = digits
-    for rate in (0.0, 0.3):
-        y_noisy = _noisy(y, rate) if rate else y
-        proba = cross_val_predict(LogisticRegression(max_iter=300), X, y_noisy, cv=3,
-                                  method="predict_proba")
-        assert abs(estimate_noise_rate(y_noisy, proba) - rate) <= 0.12
-
-
-def test_estimate_noise_rate_string_labels_and_classes_order():
-    y = np.array(["b", "b", "a", "a"])
-    proba = np.array([[0.1, 0.9], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])  # columns a, b
-    assert estimate_noise_rate(y, proba) == pytest.approx(0.25)
-    # The same with the columns swapped and classes given in that order.
-    assert estimate_noise_rate(y, proba[:, ::-1], classes=["b", "a"]) == pytest.approx(0.25)
-
-
-@pytest.mark.parametrize("proba, classes, match", [
-    (np.ones((3, 2)) / 2, None, "shape"),
-    (np.ones((4, 3)) / 3, None, "shape"),
-    (np.ones((4, 2)) / 2, [0, 2], "not in classes"),
-])
-def test_estimate_noise_rate_errors(proba, classes, match):
-    with pytest.raises(ValueError, match=match):
-        estimate_noise_rate(np.array([0, 0, 1, 1]), proba, classes=classes)
-
-
 # --- coreset_report ------------------------------------------------------------------------------
 def test_coreset_report_values():
     y_true = np.array([0, 0, 0, 1, 1, 1])
@@ -256,18 +161,12 @@ def test_coreset_report_errors(kwargs, match):
 
 
 # --- CrustClassifier -----------------------------------------------------------------------------
-def _digits_split(rate, seed):
-    from sk_crust.demo import _data
-
-    return _data(rate, seed)
-
-
 @pytest.fixture(scope="module")
-def classifier_30():
+def classifier_30(noisy_digits_split):
     pytest.importorskip("torch")
     from sk_crust import CrustClassifier
 
-    X_train, _, y_train, _, y_noisy = _digits_split(0.3, 0)
+    X_train, _, y_train, _, y_noisy = noisy_digits_split(0.3, 0)
     net = CrustClassifier("mlp", max_epochs=30, train_split=None, verbose=0, random_state=0)
     return net.fit(X_train, y_noisy), X_train, y_train, y_noisy
 
@@ -312,63 +211,59 @@ def test_classifier_label_issues_string_labels():
         net.get_label_issues(X, np.where(X[:, 0] > 0, "pos", "other"))
 
 
-@pytest.mark.parametrize("rate", [0.2, 0.5])
-def test_classifier_auto_coreset_size_estimates_noise(rate):
-    pytest.importorskip("torch")
-    from sk_crust import CrustClassifier
+class _RecordingSelector:
+    """Stands in for CrustSelector: records its parameters, selects nothing costly."""
 
-    X, _, _, _, y_noisy = _digits_split(rate, 0)
-    net = CrustClassifier("mlp", coreset_size="auto", max_epochs=8, train_split=None,
-                          verbose=0, random_state=0).fit(X, y_noisy)
-    assert abs(net.noise_rate_ - rate) <= 0.05  # measured within 0.016 (seeds 0-2)
-    assert net.coreset_fraction_ == pytest.approx(auto_fraction(net.noise_rate_))
-    history = net.history
-    assert history[-1, "noise_rate"] == net.noise_rate_
-    # Warm-up epochs train on everything, then the coreset keeps the estimated clean fraction.
-    assert history[-1, "coreset_size"] == pytest.approx(net.coreset_fraction_ * len(X), abs=10)
-    assert "noise_rate" not in history[0]
-    # The table selects with the fraction chosen during fit.
-    issues = net.get_label_issues(X, y_noisy)
-    assert issues["selected"].sum() == pytest.approx(net.coreset_fraction_ * len(X), abs=10)
-    # partial_fit keeps the estimate made at the first selection.
-    estimate = net.noise_rate_
-    net.partial_fit(X, y_noisy)
-    assert net.noise_rate_ == estimate
-    # A refit with a number forgets the estimate.
-    net.set_params(coreset_size=0.5, max_epochs=6).fit(X, y_noisy)
-    assert not hasattr(net, "noise_rate_")
+    made = []
+
+    def __init__(self, **params):
+        self.params = params
+        _RecordingSelector.made.append(params)
+
+    def fit(self, G, y):
+        from sk_crust import CrustSelector
+
+        selector = CrustSelector(**{**self.params, "device": None}).fit(G, y)
+        self.indices_, self.sample_weight_ = selector.indices_, selector.sample_weight_
+        self.distances_ = selector.distances_
+        return self
 
 
-@pytest.mark.parametrize("size", ["automatic", 0.0, 1.5, -3])
-def test_classifier_bad_coreset_size_mentions_auto(size):
-    pytest.importorskip("torch")
-    from sk_crust import CrustClassifier
+class _FakeNet:
+    """What classifier_label_issues reads from a fitted net, with a chosen ``device``."""
 
-    X = np.zeros((10, 2), dtype=np.float32)
-    with pytest.raises(ValueError, match="'auto'"):
-        CrustClassifier(coreset_size=size, max_epochs=1, verbose=0).fit(X, [0, 1] * 5)
+    def __init__(self, device):
+        rng = np.random.default_rng(0)
+        self.device = device
+        self.random_state = 0
+        self.classes_ = np.array([0, 1])
+        self.crust_config_ = {"coreset_size": 0.5, "group_by": "label",
+                              "selection_optimizer": "lazy", "selection_weights": "cluster"}
+        self._proba = rng.dirichlet([1, 1], size=20)
+        self._y = np.arange(20) % 2
+
+    def check_is_fitted(self):
+        pass
+
+    def predict_proba(self, X):
+        return self._proba
+
+    def gradient_features(self, X, y):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(features=self._proba - np.eye(2)[self._y], y=self._y,
+                               prediction=self._proba.argmax(1))
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
-def test_medoid_distances_in_blocks_equal_one_pass(monkeypatch, metric):
-    from sk_crust import _diagnostics
+@pytest.mark.parametrize("device, expected", [("cuda", "cuda"), ("cuda:1", "cuda:1"),
+                                              ("cpu", None), (None, None)])
+def test_classifier_label_issues_selects_on_the_nets_cuda_device(device, expected):
+    """A CUDA net's table selects on its GPU, as its fit does (checked on the CPU: the selector is
+    a stand-in that records the device it was given)."""
+    from sk_crust._reporting import classifier_label_issues
 
-    rng = np.random.default_rng(0)
-    G = rng.normal(size=(103, 4)).astype(np.float32)
-    G[5] = 0.0  # a zero vector: cosine distance 1 by convention
-    indices = np.array([3, 50, 99])
-    labels = rng.integers(0, 3, size=len(G))
-    whole = medoid_distances(G, indices, labels, metric=metric)
-    monkeypatch.setattr(_diagnostics, "_DISTANCE_BLOCK_VALUES", 4 * 10)  # blocks of 10 rows
-    np.testing.assert_array_equal(medoid_distances(G, indices, labels, metric=metric), whole)
-    A, M = G.astype(np.float64), G[indices[labels]].astype(np.float64)
-    if metric == "cosine":
-        expected = 1 - (A * M).sum(1) / np.where(
-            (np.linalg.norm(A, axis=1) * np.linalg.norm(M, axis=1)) > 0,
-            np.linalg.norm(A, axis=1) * np.linalg.norm(M, axis=1), 1.0)
-        expected[5] = 1.0
-    else:
-        expected = ((A - M) ** 2).sum(1)
-        expected = np.sqrt(expected) if metric == "euclidean" else expected
-    np.testing.assert_allclose(whole, np.clip(expected, 0, 2) if metric == "cosine" else expected,
-                               rtol=1e-12, atol=1e-12)
+    _RecordingSelector.made.clear()
+    net = _FakeNet(device)
+    issues = classifier_label_issues(net, np.zeros((20, 3)), net._y, _RecordingSelector)
+    assert _RecordingSelector.made[-1]["device"] == expected
+    assert issues["selected"].sum() == 10

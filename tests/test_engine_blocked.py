@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 import threadpoolctl
 
-from sk_crust import CrustSampler, CrustSelector, _facility_location
-from sk_crust._facility_location import objective, select_group, similarity_matrix
-from sk_crust._large_scale import (_Points, dense_bytes, parse_memory_budget,
-                                   select_group_blocked, select_group_greedi,
-                                   select_group_within_budget)
+from sk_crust import CrustSampler, CrustSelector
+from sk_crust._engine import _rules, dense_bytes, parse_memory_budget
+from sk_crust._engine import select_group as select_group_auto
+from sk_crust._engine._blocked import radius_counts as blocked_radius_counts
+from sk_crust._engine._blocked import select_group_blocked
+from sk_crust._engine._dense import radius_counts
+from sk_crust._engine._dense import select_group_dense as select_group
+from sk_crust._engine._greedi import select_group_greedi
+from sk_crust._engine._similarity import Points as _Points
+from sk_crust._engine._similarity import objective, similarity_matrix
 
 
 def _blobs(n: int, d: int = 16, centers: int = 8, seed: int = 0) -> np.ndarray:
@@ -75,11 +80,9 @@ def test_blocked_weights_sum_to_n(moderate, weights):
 
 def test_blocked_radius_weights_match_dense(moderate):
     X, S, d0 = moderate
-    from sk_crust._facility_location import coreset_weights
-
     sel = select_group_blocked(X, 50, weights="radius", radius=5.0, random_state=0,
                                block_rows=700)
-    dense = coreset_weights(S, sel.indices, sel.assignment, weights="radius", d0=d0, radius=5.0)
+    dense = radius_counts(S, sel.indices, d0, 5.0)
     # Counts of d_ij <= r computed from d directly vs from d0 - d in float32: equal up to the
     # odd point lying on the sphere within rounding.
     assert np.abs(sel.weights - dense).max() <= 2
@@ -159,11 +162,11 @@ def test_no_quadratic_allocation():
     assert dense_bytes(n, 32) > budget
     tracemalloc.start()
     try:
-        sel, path = select_group_within_budget(X, 400, memory_budget=budget, random_state=0)
+        sel = select_group_auto(X, 400, memory_budget=budget, random_state=0)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert path == "blocked-stochastic"
+    assert sel.method == "blocked-stochastic"
     assert sel.weights.sum() == n
     # The dense matrix alone is 4 n^2 = 64 MB; the blocked path holds O(n d + sample x block).
     assert peak < 4 * n * n / 10
@@ -285,7 +288,7 @@ def test_selector_partitions_validation():
 
 
 
-@pytest.mark.skipif(_facility_location._kernels is None, reason="numba not installed")
+@pytest.mark.skipif(_rules.kernels is None, reason="numba not installed")
 @pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
 @pytest.mark.parametrize("optimizer", ["stochastic", "centrality"])
 def test_blocked_backends_agree(monkeypatch, metric, optimizer):
@@ -296,7 +299,7 @@ def test_blocked_backends_agree(monkeypatch, metric, optimizer):
     rows = np.array([0, 3, 699])
     compiled = P.distances(rows, 0, P.n).copy()
     fast = select_group_blocked(X, 70, optimizer=optimizer, metric=metric, random_state=3)
-    monkeypatch.setattr(_facility_location, "_kernels", None)
+    monkeypatch.setattr(_rules, "kernels", None)
     np.testing.assert_allclose(compiled, P.distances(rows, 0, P.n), rtol=1e-5, atol=1e-4)
     assert np.all(compiled[np.arange(3), rows] == 0)
     slow = select_group_blocked(X, 70, optimizer=optimizer, metric=metric, random_state=3)
@@ -307,7 +310,7 @@ def test_blocked_backends_agree(monkeypatch, metric, optimizer):
 
 def test_unaligned_input_is_realigned_for_blas():
     """Dask workers receive arrays at odd byte offsets; NumPy then skips BLAS (5-10x slower)."""
-    from sk_crust._facility_location import pairwise_distances
+    from sk_crust._engine._similarity import pairwise_distances
 
     X = _blobs(300, seed=7)
     raw = np.zeros(X.nbytes + 1, dtype=np.uint8)

@@ -1,4 +1,4 @@
-"""The numeric core: exactness of lazy greedy, weights, objective, approximations."""
+"""The dense engine: exactness of lazy greedy, weights, objective, approximations."""
 
 import os
 import subprocess
@@ -11,37 +11,37 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from threadpoolctl import threadpool_limits
 
-from sk_crust import CrustSelector, _facility_location
-from sk_crust._facility_location import (
-    coreset_weights,
+from sk_crust import CrustSelector
+from sk_crust._engine import _rules
+from sk_crust._engine._dense import (
     greedy_lazy,
     greedy_naive,
     greedy_stochastic,
     nearest_selected,
-    objective,
-    pairwise_distances,
+    radius_counts,
     run_optimizer,
-    select_group,
-    similarity_matrix,
     top_centrality,
 )
+from sk_crust._engine._dense import select_group_dense as select_group
+from sk_crust._engine._rules import coreset_weights
+from sk_crust._engine._similarity import objective, pairwise_distances, similarity_matrix
 
 # Before the ``backend`` fixture swaps it: None when numba is missing or SK_CRUST_NUMBA=0.
-_COMPILED_AT_IMPORT = _facility_location._kernels
+_COMPILED_AT_IMPORT = _rules.kernels
 
 
 @pytest.fixture(scope="module", autouse=True,
-                params=["numba", "numpy"] if _facility_location._kernels else ["numpy"])
+                params=["numba", "numpy"] if _rules.kernels else ["numpy"])
 def backend(request):
     """Every test runs on both gain backends: the compiled kernels and the NumPy code.
 
     Module-scoped (not monkeypatch) so that hypothesis tests accept it.
     """
-    kernels = _facility_location._kernels
+    kernels = _rules.kernels
     if request.param == "numpy":
-        _facility_location._kernels = None
+        _rules.kernels = None
     yield request.param
-    _facility_location._kernels = kernels
+    _rules.kernels = kernels
 
 
 def test_numba_backend_is_tested_when_installed():
@@ -173,7 +173,7 @@ def test_uniform_and_radius_weights():
     idx = np.array([0, 1, 2])
     D = pairwise_distances(X)
     r = 0.7
-    w = coreset_weights(S, idx, nearest_selected(S, idx), weights="radius", d0=d0, radius=r)
+    w = radius_counts(S, idx, d0, r)
     np.testing.assert_array_equal(w, (D[idx] <= r + 1e-5).sum(axis=1))
     assert np.all(w >= 1)  # a point is within any radius of itself
 
@@ -220,19 +220,19 @@ def test_unknown_optimizer_and_weights():
     with pytest.raises(ValueError, match="optimizer='x' is not valid"):
         run_optimizer(S, 2, optimizer="x")
     with pytest.raises(ValueError, match="weights='x' is not valid"):
-        coreset_weights(S, np.array([0]), np.zeros(10, dtype=int), weights="x")
+        coreset_weights("x", np.zeros(10, dtype=int), 1, None)
 
 
 def test_backends_agree():
-    if _facility_location._kernels is None:
+    if _rules.kernels is None:
         pytest.skip("numba not installed")
     S, _ = similarity_matrix(_points(300, 8, seed=3))
     compiled = greedy_lazy(S, 120)
-    kernels, _facility_location._kernels = _facility_location._kernels, None
+    kernels, _rules.kernels = _rules.kernels, None
     try:
         reference = greedy_lazy(S, 120)
     finally:
-        _facility_location._kernels = kernels
+        _rules.kernels = kernels
     # Sums in another order may differ in the last bits, never more.
     np.testing.assert_allclose(compiled.gains, reference.gains, rtol=1e-5)
     assert objective(S, compiled.indices) == pytest.approx(objective(S, reference.indices),

@@ -1,0 +1,167 @@
+"""The selection engine: facility location on one group of points. Arrays in, arrays out.
+
+It knows nothing of estimators or labels, so it can be tested, benchmarked and distributed on
+its own; prior validation of the data is assumed (the estimators in ``_selector.py`` do it).
+
+=================  =========================================================================
+module             what it holds
+=================  =========================================================================
+``_similarity``    distances and similarities (the metric finish, the cosine zero-vector
+                   rule, similarity rows, the ``d0`` bound), medoid and centre distances
+``_rules``         the rules every engine shares, each once: cover update and tie rule,
+                   weights, medoid self-assignment, last step, stochastic-greedy sample size
+                   and loop, the numba switch
+``_dense``         the ``(n, n)`` similarity matrix and the naive/lazy/stochastic/centrality
+                   optimizers on it
+``_blocked``       similarity rows recomputed block by block (O(n) memory)
+``_greedi``        partition and merge (GreeDi), parts through joblib
+``_torch``         the same on a torch device (torch imported only when used)
+``_numba_kernels`` compiled loops, used when numba is installed (``SK_CRUST_NUMBA=0``: NumPy)
+=================  =========================================================================
+
+:func:`select_group` runs one group on one of :data:`ENGINES`; ``engine="auto"`` takes the dense
+engine when the group fits ``memory_budget`` and the blocked one otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from numbers import Integral
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from ._blocked import select_group_blocked
+from ._dense import dense_bytes, fits_dense, select_group_dense
+from ._greedi import select_group_greedi, select_groups_greedi
+from ._rules import OPTIMIZERS, WEIGHTS, GroupSelection
+from ._similarity import METRICS, center_distances, medoid_distances
+
+
+def _select_group_torch(X, k, **params) -> GroupSelection:
+    from ._torch import select_group_torch  # torch is imported only here
+
+    return select_group_torch(X, k, **params)
+
+
+#: Engines by name. Each takes ``(X, k, *, optimizer, weights, metric, epsilon, radius,
+#: random_state, memory_budget)`` (the torch engine also ``device``, GreeDi ``partitions`` and
+#: ``n_jobs``) and returns a :class:`GroupSelection` whose ``method`` names the path taken.
+ENGINES = {
+    "dense": select_group_dense,
+    "blocked": select_group_blocked,
+    "greedi": select_group_greedi,
+    "torch": _select_group_torch,
+}
+
+
+def choose_engine(n: int, d: int, memory_budget: int | None) -> str:
+    """``"dense"`` if a group of ``n`` points in ``d`` dimensions fits the budget, else
+    ``"blocked"``."""
+    return "dense" if fits_dense(n, d, memory_budget) else "blocked"
+
+
+def select_group(X: np.ndarray, k: int, *, engine: str = "auto", memory_budget: int | None = None,
+                 **params) -> GroupSelection:
+    """Select ``k`` weighted medoids among the rows of ``X`` with one of :data:`ENGINES`.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        Finite points (prior validation is assumed, and ``1 <= k <= n``).
+    k : int
+        Number of points to select.
+    engine : {"auto", "dense", "blocked", "greedi", "torch"}, default="auto"
+        ``"auto"``: dense if the group fits ``memory_budget`` (:func:`._dense.dense_bytes`),
+        blocked otherwise.
+    memory_budget : int or None, default=None
+        Bytes the selection may use (``None``: no limit).
+    **params
+        ``optimizer``, ``weights``, ``metric``, ``epsilon``, ``radius``, ``random_state``, and
+        the engine's own (``device``, ``partitions``, ``n_jobs``, ``block_rows``, ``d0``).
+
+    Returns
+    -------
+    selection : GroupSelection
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_crust._engine import select_group
+    >>> X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1]])
+    >>> dense = select_group(X, 2)
+    >>> dense.indices.tolist(), dense.weights.tolist(), dense.method
+    ([1, 3], [3.0, 2.0], 'dense-lazy')
+    >>> select_group(X, 2, memory_budget=100, random_state=0).method
+    'blocked-stochastic'
+    """
+    if engine == "auto":
+        engine = choose_engine(X.shape[0], X.shape[1], memory_budget)
+    try:
+        run = ENGINES[engine]
+    except KeyError:
+        raise ValueError(f"engine={engine!r} is not valid: pass 'auto' or one of "
+                         f"{tuple(ENGINES)}") from None
+    return run(X, k, memory_budget=memory_budget, **params)
+
+
+def select_groups(X: np.ndarray, groups: list[np.ndarray], budgets, seeds, *, engine: str = "auto",
+                  memory_budget: int | None = None, n_jobs: int | None = None,
+                  partitions: int = 1, device=None, **params) -> list[GroupSelection]:
+    """Select in several groups of rows of ``X`` (``budgets[c]`` points, seed ``seeds[c]``).
+
+    Groups are independent, so they run through joblib (``joblib.parallel_config(backend=
+    "dask")`` moves them to a Dask cluster), except on a torch device (``engine="torch"``:
+    one group after another, each uses the whole device). With ``engine="greedi"`` the parts of
+    every group are joblib tasks of their own (:func:`._greedi.select_groups_greedi`). Each
+    group's result is :func:`select_group`'s on its rows with its seed.
+    """
+    if engine == "greedi":
+        return select_groups_greedi(X, groups, budgets, seeds, partitions=partitions,
+                                    memory_budget=memory_budget, n_jobs=n_jobs, **params)
+    if engine == "torch":
+        return [select_group(X[rows], int(b), engine="torch", device=device,
+                             memory_budget=memory_budget, random_state=int(seed), **params)
+                for rows, b, seed in zip(groups, budgets, seeds)]
+    return Parallel(n_jobs=n_jobs)(
+        delayed(select_group)(X[rows], int(b), engine=engine, memory_budget=memory_budget,
+                              random_state=int(seed), **params)
+        for rows, b, seed in zip(groups, budgets, seeds))
+
+
+_UNITS = {"b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,
+          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
+
+
+def parse_memory_budget(memory_budget) -> int | None:
+    """Bytes from ``memory_budget``: an int >= 1, a string such as ``"512MiB"``, or None.
+
+    Units (case-insensitive): B, KB, MB, GB, TB (powers of 1000) and KiB, MiB, GiB, TiB
+    (powers of 1024); a bare number in a string is bytes. None means no limit.
+
+    Examples
+    --------
+    >>> from sk_crust._engine import parse_memory_budget
+    >>> parse_memory_budget("1GiB"), parse_memory_budget("4GB"), parse_memory_budget(2048)
+    (1073741824, 4000000000, 2048)
+    """
+    if memory_budget is None:
+        return None
+    if isinstance(memory_budget, (Integral, np.integer)) and not isinstance(memory_budget, bool):
+        if memory_budget >= 1:
+            return int(memory_budget)
+    elif isinstance(memory_budget, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", memory_budget)
+        if match and match.group(2).lower() in _UNITS | {"": 1}:
+            value = float(match.group(1)) * _UNITS.get(match.group(2).lower(), 1)
+            if value >= 1:
+                return int(value)
+    raise ValueError(
+        f"memory_budget={memory_budget!r} is not valid: pass an int >= 1 (bytes), a string "
+        "such as '512MiB', '4GB' or '1GiB' (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), or "
+        "None (no limit)")
+
+
+__all__ = ["ENGINES", "GroupSelection", "METRICS", "OPTIMIZERS", "WEIGHTS", "center_distances",
+           "choose_engine", "dense_bytes", "medoid_distances", "parse_memory_budget",
+           "select_group", "select_groups"]
