@@ -88,7 +88,7 @@ def load(dataset: str, seed: int):
     from sklearn.preprocessing import StandardScaler
 
     if dataset == "fashion":
-        from sk_crust.datasets import load_fashion_mnist
+        from _datasets import load_fashion_mnist
 
         p = PROTOCOL["fashion"]
         X_train, y_train = load_fashion_mnist(p["n_train"], random_state=seed)
@@ -100,7 +100,7 @@ def load(dataset: str, seed: int):
         X, y = load_digits(return_X_y=True)
         test_size = 0.3
     elif dataset == "letter":
-        from sk_crust.datasets import load_letter
+        from _datasets import load_letter
 
         X, y = load_letter()
         test_size = 0.25

@@ -261,7 +261,14 @@ class CrustSelector(_BaseSelection):
         class gets its own stream derived from it. The same ``random_state``, data and BLAS
         thread count give the same coreset. A different thread count (joblib workers use one
         BLAS thread) can round a distance differently in the last bit and so break an exact
-        near-tie between two candidates the other way.
+        near-tie between two candidates the other way. Above ``memory_budget`` the CPU and a
+        torch ``device`` do *not* give the same coreset for the same seed: the CPU blocked path
+        turns ``"lazy"``/``"naive"`` into the stochastic greedy and draws its samples in batches
+        (its own random sequence), while the torch engine stays exact for them and draws the
+        dense engine's samples for ``"stochastic"``. What holds: on a device, within or above
+        the budget, the choices are those of the CPU *dense* engine (``memory_budget=None``) for
+        every optimizer, up to float rounding in near-ties; ``"centrality"`` gives the same
+        coreset on every path.
     memory_budget : int, str or None, default="1GiB"
         Memory one class may use for its dense similarity matrix: an int (bytes) or a string
         such as ``"512MiB"``, ``"4GB"``, ``"1GiB"`` (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB);

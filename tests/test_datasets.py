@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sk_crust import datasets
-from sk_crust.datasets import load_fashion_mnist, load_letter
+# The loaders are benchmark infrastructure (benchmarks/_datasets.py), not part of the wheel.
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+import _datasets as datasets  # noqa: E402
+from _datasets import load_fashion_mnist, load_letter  # noqa: E402
 
 HAS_FASHION = all(datasets._find_idx_file(datasets._FASHION_MNIST_HOME, name) is not None
                   for pair in datasets._FASHION_MNIST_FILES.values() for name in pair)

@@ -184,3 +184,23 @@ def test_cuda_tensor_selects_on_its_device():
     assert set(selector.class_methods_) == {"cuda-dense-centrality"}
     ref = CrustSelector(k=0.1, optimizer="centrality").fit(G.cpu().numpy(), y)
     assert len(np.intersect1d(selector.indices_, ref.indices_)) >= 0.95 * len(ref.indices_)
+
+
+@pytest.mark.parametrize("optimizer", ["lazy", "stochastic", "centrality"])
+def test_random_state_promise_above_the_budget(monkeypatch, optimizer):
+    """Above memory_budget, a device gives the CPU *dense* engine's coreset for the seed; the CPU
+    blocked path is only promised to agree for centrality (the random_state docstring)."""
+    G = _blobs(600, seed=6)
+    y = np.repeat([0, 1], 300)
+    params = dict(k=0.2, optimizer=optimizer, random_state=3)
+    dense = CrustSelector(memory_budget=None, **params).fit(G, y)
+    blocked = CrustSelector(memory_budget="100kB", **params).fit(G, y)
+    monkeypatch.setattr(selector_module, "_selection_device", lambda device, G: torch.device("cpu"))
+    device = CrustSelector(device="cuda", memory_budget="100kB", **params).fit(G, y)
+    assert set(device.class_methods_) == {f"cpu-streamed-{optimizer}"}
+    path = "centrality" if optimizer == "centrality" else "stochastic"
+    assert set(blocked.class_methods_) == {f"blocked-{path}"}
+    np.testing.assert_array_equal(device.indices_, dense.indices_)
+    np.testing.assert_array_equal(device.weights_, dense.weights_)
+    if optimizer == "centrality":
+        np.testing.assert_array_equal(blocked.indices_, dense.indices_)

