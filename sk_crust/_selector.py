@@ -462,8 +462,8 @@ class CrustSelector(_BaseSelection):
         >>> from sk_crust import CrustSelector
         >>> G = np.array([[0.0], [0.1], [0.2], [5.0]])
         >>> selector = CrustSelector(k=0.25, optimizer="centrality").fit(G, [0, 0, 0, 0])
-        >>> selector.get_label_issues().index.tolist()  # the far point first
-        [3, 0, 1, 2]
+        >>> selector.get_label_issues().index.tolist()  # the far point first, ties in order
+        [3, 0, 2, 1]
         """
         return selector_label_issues(self)
 

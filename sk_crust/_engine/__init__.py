@@ -91,7 +91,7 @@ def select_group(X: np.ndarray, k: int, *, engine: str = "auto", memory_budget: 
     >>> X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1]])
     >>> dense = select_group(X, 2)
     >>> dense.indices.tolist(), dense.weights.tolist(), dense.method
-    ([1, 3], [3.0, 2.0], 'dense-lazy')
+    ([2, 3], [3.0, 2.0], 'dense-lazy')
     >>> select_group(X, 2, memory_budget=100, random_state=0).method
     'blocked-stochastic'
     """

@@ -289,7 +289,7 @@ def select_group_dense(X: np.ndarray, k: int, *, optimizer: str = "lazy",
     >>> X = np.array([[0.0], [0.1], [5.0], [5.1]])
     >>> sel = select_group_dense(X, 2)
     >>> sel.indices.tolist(), sel.weights.tolist(), sel.method
-    ([0, 2], [2.0, 2.0], 'dense-lazy')
+    ([2, 0], [2.0, 2.0], 'dense-lazy')
     """
     S, d0 = similarity_matrix(X, metric=metric)
     result = run_optimizer(S, k, optimizer=optimizer, epsilon=epsilon, random_state=random_state)
