@@ -14,7 +14,7 @@ __version__ = "0.1.0.dev0"
 # pay torch's import time.
 _TORCH_NAMES = {
     "CrustClassifier": "._classifier",
-    "CoresetCleanFraction": "._classifier",
+    "CoresetCleanFraction": ".callbacks",
     "MLP": ".modules",
     "SmallCNN": ".modules",
 }

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from sk_crust import CoresetCleanFraction, CrustClassifier, add_label_noise
 from sk_crust import _classifier
-from sk_crust._classifier import PRESETS, _BatchPlan
+from sk_crust._classifier import PRESETS
+from sk_crust._mixup import BatchPlan as _BatchPlan
 from sk_crust._selector import CrustSelector
 from sk_crust.modules import MLP, SmallCNN
 
