@@ -1,14 +1,20 @@
 """`CrustClassifier`: a skorch ``NeuralNetClassifier`` that trains on CRUST coresets.
 
-How CRUST is wired into skorch, hook by hook (skorch's own ``fit_loop`` is untouched):
+How CRUST is wired into skorch, hook by hook (skorch's own ``fit_loop`` is untouched). The parts
+live in their own modules: the data path in ``_batches`` (batches gathered by index for data in
+memory), the per-call state in ``_run``, the schedule in ``_schedule``, mixup variants in
+``_mixup`` and gradient proxies in ``_gradients``, each with a registry.
 
-* ``get_iterator(dataset_train, training=True)`` builds the usual ``iterator_train`` (a
-  ``DataLoader``) around a :class:`_SubsetSampler`, whose positions are changed between epochs.
+* ``get_iterator(dataset_train, training=True)`` builds the training iterator around a
+  :class:`~sk_crust._run.SubsetSampler`, whose positions change between epochs, and the state of
+  the call (:class:`~sk_crust._run.Run`).
 * ``on_epoch_begin`` (the net's own callback hook, called before any user callback) runs the
-  schedule: during warm-up the sampler yields every training example; on selection epochs the
-  net computes gradient features of the training split in evaluation mode, runs
-  :class:`~sk_crust.CrustSelector` and points the sampler at the selected medoids. It records
-  ``coreset_size``, ``selection_seconds`` and ``selection_objective`` in the history.
+  :class:`~sk_crust._schedule.Schedule`: during warm-up the sampler yields every training example;
+  on selection epochs the net computes gradient features of the training split in evaluation
+  mode, runs :class:`~sk_crust.CrustSelector` and points the sampler at the selected medoids;
+  between them it keeps the last coreset (across ``partial_fit`` calls on the same data too).
+  It records ``coreset_size``, ``selection_seconds``, ``feature_seconds`` and
+  ``selection_objective`` in the history.
 * ``on_batch_begin`` looks up which training positions the batch holds (the sampler's order),
   their coreset weights, and draws mixup partners and lambda once per batch.
 * ``train_step_single`` feeds the mixed input to the module when mixup is on.
@@ -22,29 +28,33 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Sequence
-from numbers import Integral, Real
-from typing import Any, NamedTuple
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_numpy
 from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
-from torch.utils.data import Sampler, Subset, default_collate
+from torch.utils.data import default_collate
 
+from ._batches import IndexBatches, SliceBatches, fast_path_kwargs, in_memory
 from ._engine import OPTIMIZERS, WEIGHTS
 from ._gradients import GRADIENTS, GradientFeatures
 from ._gradients import gradient_features as _gradient_features
+from ._mixup import MIXUPS, BatchPlan, mix
+from ._run import Coreset, Run, SubsetSampler
+from ._schedule import Schedule
 from ._selector import CrustSelector, check_label_targets
+from ._validation import beta_parameters, check_choice, encode_labels, is_fraction, is_int
+from .callbacks import CoresetCleanFraction
 from .modules import MLP, SmallCNN
 
 __all__ = ["CrustClassifier", "CoresetCleanFraction", "PRESETS"]
 
 GROUP_BY = ("label", "prediction")
-MIXUP = ("cluster", "class", "none")
 MODULES = {"mlp": MLP, "cnn": SmallCNN, "smallcnn": SmallCNN}
 
 #: Values that ``preset`` gives to the parameters left at ``None`` (DESIGN §3).
@@ -68,6 +78,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 _CRUST_PARAMS = tuple(PRESETS["default"])
 
 
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits, dim=-1)
+
+
 def _encoded_accuracy(net, X, y) -> float:
     """Validation accuracy on the encoded targets that skorch's datasets hold (0..n_classes-1).
 
@@ -75,120 +89,6 @@ def _encoded_accuracy(net, X, y) -> float:
     default ``EpochScoring("accuracy")`` would compare with the encoded ones.
     """
     return float(np.mean(net.predict_proba(X).argmax(axis=1) == to_numpy(y)))
-
-
-class _SubsetSampler(Sampler):
-    """Yields the positions of the current training subset, in a fresh order every epoch.
-
-    The net changes ``positions`` between epochs; the ``DataLoader`` calls ``__iter__`` once per
-    epoch. The order of the epoch is kept so that the net knows which positions each batch holds
-    (batches are consecutive slices of it, whatever the number of workers).
-    """
-
-    def __init__(self, n: int, rng: np.random.Generator, shuffle: bool = True):
-        self.positions = np.arange(n)
-        self.rng = rng
-        self.shuffle = shuffle
-        self.order = self.positions
-        self.cursor = 0
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __iter__(self):
-        self.order = (self.rng.permutation(self.positions) if self.shuffle
-                      else np.sort(self.positions))
-        self.cursor = 0
-        return iter(self.order.tolist())
-
-    def take(self, size: int) -> np.ndarray:
-        """Positions of the next batch of ``size`` examples."""
-        positions = self.order[self.cursor:self.cursor + size]
-        self.cursor += size
-        return positions
-
-
-class _Groups:
-    """Draw a random member of given groups (clusters or classes), vectorised."""
-
-    def __init__(self, group_of: np.ndarray):
-        self.members = np.argsort(group_of, kind="stable")
-        self.counts = np.bincount(group_of)
-        self.starts = np.cumsum(self.counts) - self.counts
-
-    def draw(self, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return self.members[self.starts[groups] + rng.integers(0, self.counts[groups])]
-
-
-class _BatchPlan(NamedTuple):
-    """What the current training batch needs beyond its data (drawn once per batch)."""
-
-    positions: np.ndarray  # of the batch's examples in the training split
-    partners: np.ndarray | None  # positions of their mixup partners
-    weights: torch.Tensor
-    partner_X: torch.Tensor | None
-    partner_y: torch.Tensor | None  # only when the labels are mixed too
-    lam: float
-
-
-class _CrustRun:
-    """State of one call to ``fit``/``partial_fit``: the training split, the sampler, the coreset.
-
-    Kept off the net's pickled state (the net drops it at ``on_train_end``).
-    """
-
-    def __init__(self, dataset, sampler: _SubsetSampler, collate_fn):
-        self.dataset = dataset
-        self.sampler = sampler
-        self.collate_fn = collate_fn
-        self.n = len(dataset)
-        self.fit_index = _fit_indices(dataset)
-        self.y: np.ndarray | None = None  # noisy labels by position, known after a feature pass
-        self.weights: np.ndarray | None = None  # dense coreset weights, None = all data
-        self.partners: _Groups | None = None
-        self.partner_group: np.ndarray | None = None  # group of each position for mixup
-        self.selected = False
-
-    def use_all(self) -> None:
-        self.sampler.positions = np.arange(self.n)
-        self.weights = None
-        self.selected = False
-
-    def use_coreset(self, selector: CrustSelector, mixup: str) -> None:
-        self.sampler.positions = np.sort(selector.indices_)
-        self.weights = selector.sample_weight_.astype(np.float32)
-        self.selected = True
-        self.partners = self.partner_group = None
-        if mixup == "cluster":
-            # Partner of a medoid: a random member of its cluster (the paper).
-            self.partners = _Groups(selector.labels_)
-            rank = np.full(self.n, -1, dtype=np.intp)
-            rank[selector.indices_] = np.arange(len(selector.indices_))
-            self.partner_group = rank
-        elif mixup == "class":
-            # Partner: a random example of the same noisy label among all training data
-            # (the official code's `fetch`).
-            self.partners = _Groups(self.y)
-            self.partner_group = self.y
-
-    def epoch_samples(self) -> tuple[np.ndarray, np.ndarray]:
-        """Indices (into the data passed to fit) and weights of this epoch's training examples."""
-        positions = self.sampler.positions
-        weights = (np.ones(len(positions)) if self.weights is None
-                   else self.weights[positions].astype(np.float64))
-        return self.fit_index[positions], weights
-
-
-def _fit_indices(dataset) -> np.ndarray:
-    """Map positions in the training split to rows of the data passed to ``fit``.
-
-    skorch's ``ValidSplit`` returns ``torch.utils.data.Subset`` objects (possibly nested).
-    """
-    index = np.arange(len(dataset))
-    while isinstance(dataset, Subset):
-        index = np.asarray(dataset.indices)[index]
-        dataset = dataset.dataset
-    return index
 
 
 class CrustClassifier(NeuralNetClassifier):
@@ -206,8 +106,12 @@ class CrustClassifier(NeuralNetClassifier):
     ``ProgressBar``, ``EarlyStopping``, checkpoints, ``history``). Differences: the module must
     return logits; the criterion runs with ``reduction="none"`` so that weights can be applied;
     ``X`` is cast to float32 and ``y`` may hold any labels (strings too), encoded with
-    ``classes_``; ``predict`` returns those labels; the training iterator is shuffled unless
-    ``iterator_train__shuffle=False``.
+    ``classes_``; ``predict`` returns those labels; ``predict_proba`` is the softmax of the
+    logits whatever the criterion; the training iterator is shuffled unless
+    ``iterator_train__shuffle=False``. Arrays and tensors in memory are batched by index
+    (one gather per batch instead of skorch's per-example ``__getitem__`` and collate: the same
+    batches, several times faster for tabular data); datasets, ``collate_fn``, ``num_workers``
+    and other ``iterator_*`` parameters take skorch's ``DataLoader`` path unchanged.
 
     Parameters
     ----------
@@ -259,8 +163,9 @@ class CrustClassifier(NeuralNetClassifier):
         uniform weights, cluster mixup with Beta(1, 1)). All use ``coreset_size=0.5``,
         ``warmup_epochs=5`` and ``select_every=1``. The resolved values are in ``crust_config_``.
     random_state : int or None, default=None
-        Seeds torch (``torch.manual_seed``, at fit), the selector, the training order and mixup,
-        so that two fits with the same value give the same model on CPU.
+        Seeds the weight initialisation and dropout (on the net's own fork of torch's generator:
+        the caller's global torch RNG is left as it was), the selector, the training order and
+        mixup, so that two fits with the same value give the same model on CPU.
     **kwargs
         Any other :class:`~skorch.classifier.NeuralNetClassifier` parameter (``max_epochs``,
         ``batch_size``, ``train_split``, ``callbacks``, ``device``, ``module__*``, ...). With a
@@ -289,8 +194,9 @@ class CrustClassifier(NeuralNetClassifier):
         Features of ``X`` at fit (when ``X`` is array-like).
     history : skorch History
         Per epoch, besides skorch's entries: ``coreset_size`` (examples trained on that epoch),
-        ``selection_seconds`` (0 when no selection ran) and ``selection_objective`` (NaN when no
-        selection ran).
+        ``selection_seconds`` (gradient features and selection; 0 when no selection ran),
+        ``feature_seconds`` (the gradient-feature pass alone) and ``selection_objective`` (NaN
+        when no selection ran).
 
     See Also
     --------
@@ -404,7 +310,8 @@ class CrustClassifier(NeuralNetClassifier):
         X, y = self._prepare_fit_data(X, y, reset=True)
         self._fitting_ = True
         try:
-            return super().fit(X, y, **fit_params)
+            with self._torch_rng(reset=True):
+                return super().fit(X, y, **fit_params)
         finally:
             self._fitting_ = False
 
@@ -413,9 +320,41 @@ class CrustClassifier(NeuralNetClassifier):
 
         ``classes`` fixes the label set on the first call, as in scikit-learn.
         """
-        if not getattr(self, "_fitting_", False):
-            X, y = self._prepare_fit_data(X, y, reset=not self.initialized_, classes=classes)
-        return super().partial_fit(X, y, classes=classes, **fit_params)
+        if getattr(self, "_fitting_", False):  # called by fit, which prepared everything
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+        reset = not self.initialized_
+        X, y = self._prepare_fit_data(X, y, reset=reset, classes=classes)
+        with self._torch_rng(reset=reset):
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+
+    @contextmanager
+    def _torch_rng(self, *, reset: bool):
+        """With ``random_state``: run on the net's own torch RNG stream, not the user's.
+
+        torch draws initial weights and dropout masks from its global generator. Seeding it would
+        reseed the caller's stream too, so the global state is forked for the call: seeded from
+        ``random_state`` on a fresh fit, restored from where the last call stopped on a
+        continued ``partial_fit``, and the caller's state is put back afterwards.
+        """
+        if self.random_state is None:
+            yield
+            return
+        devices = []
+        if self.device is not None and torch.device(self.device).type == "cuda":
+            devices = [torch.device(self.device).index or 0]
+        with torch.random.fork_rng(devices=devices):
+            state = getattr(self, "_torch_rng_state_", None)
+            if reset or state is None:
+                torch.manual_seed(self.random_state)
+            else:
+                torch.set_rng_state(state[0])
+                for device, device_state in zip(devices, state[1]):
+                    torch.cuda.set_rng_state(device_state, device)
+            try:
+                yield
+            finally:
+                self._torch_rng_state_ = (torch.get_rng_state(),
+                                          [torch.cuda.get_rng_state(d) for d in devices])
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (softmax of the logits), columns in ``classes_`` order.
@@ -429,6 +368,14 @@ class CrustClassifier(NeuralNetClassifier):
         proba : ndarray of shape (n_samples, n_classes)
         """
         return super().predict_proba(self._prepare_X(X, reset=False))
+
+    def _get_predict_nonlinearity(self):
+        # skorch's "auto" applies a softmax for CrossEntropyLoss only; the module returns logits
+        # whatever the criterion (this class's contract), so probabilities are always a softmax.
+        if isinstance(self.predict_nonlinearity, str) and self.predict_nonlinearity == "auto":
+            self.check_is_fitted()
+            return _softmax
+        return super()._get_predict_nonlinearity()
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels (values of ``classes_``).
@@ -471,8 +418,6 @@ class CrustClassifier(NeuralNetClassifier):
             if not is_dataset(X) and not isinstance(X, dict):
                 self._data_info_ = {"n_features": int(np.prod(X.shape[1:])),
                                     "in_channels": int(X.shape[1]) if X.ndim == 4 else 1}
-            if self.random_state is not None:
-                torch.manual_seed(self.random_state)
             self._rng_ = np.random.default_rng(self.random_state)
         if y is None:
             if not is_dataset(X) and not isinstance(X, dict):
@@ -491,7 +436,7 @@ class CrustClassifier(NeuralNetClassifier):
             self._data_info_["n_classes"] = len(self._fit_classes_)
         if self._fit_classes_ is None:
             return X, y
-        return X, _encode_labels(y, self._fit_classes_)
+        return X, encode_labels(y, self._fit_classes_)
 
     def _resolve_config(self) -> dict:
         """The preset with the user's non-None values on top, validated."""
@@ -501,47 +446,59 @@ class CrustClassifier(NeuralNetClassifier):
         config = {name: (PRESETS[self.preset][name] if getattr(self, name) is None
                          else getattr(self, name)) for name in _CRUST_PARAMS}
         size = config["coreset_size"]
-        if not (_is_fraction(size) or _is_int(size, 1) or (isinstance(size, str)
+        if not (is_fraction(size) or is_int(size, 1) or (isinstance(size, str)
                                                            and size == "auto")):
             raise ValueError(f"coreset_size={size!r} is not valid: pass a float in (0, 1] "
                              "(fraction of each group), an int >= 1 (total coreset size) or "
                              "'auto' (the estimated clean fraction)")
-        if not _is_int(config["warmup_epochs"], 0):
+        if not is_int(config["warmup_epochs"], 0):
             raise ValueError(f"warmup_epochs={config['warmup_epochs']!r} is not valid: pass an "
                              "int >= 0")
-        if not _is_int(config["select_every"], 1):
+        if not is_int(config["select_every"], 1):
             raise ValueError(f"select_every={config['select_every']!r} is not valid: pass an "
                              "int >= 1")
         for name, accepted in (("gradient", GRADIENTS), ("group_by", GROUP_BY),
                                ("selection_optimizer", OPTIMIZERS),
-                               ("selection_weights", WEIGHTS), ("mixup", MIXUP)):
-            if not isinstance(config[name], str) or config[name] not in accepted:
-                raise ValueError(f"{name}={config[name]!r} is not valid: pass one of "
-                                 f"{list(accepted)}")
-        config["mixup_alpha"] = _beta_parameters(config["mixup_alpha"])
-        if self.random_state is not None and not _is_int(self.random_state, 0):
+                               ("selection_weights", WEIGHTS), ("mixup", MIXUPS)):
+            check_choice(name, config[name], accepted)
+        config["mixup_alpha"] = beta_parameters(config["mixup_alpha"])
+        if self.random_state is not None and not is_int(self.random_state, 0):
             raise ValueError(f"random_state={self.random_state!r} is not valid: pass None or "
                              "an int >= 0")
         return config
 
     # ------------------------------------------------------------------ training hooks
     def get_iterator(self, dataset, training: bool = False):
-        """Training iterator over the current coreset (a sampler changed between epochs)."""
+        """Batches of ``dataset``: index-gathered for in-memory data, else skorch's DataLoader.
+
+        For training, the iterator follows a sampler over the current coreset (changed between
+        epochs), and the state of this ``fit``/``partial_fit`` call is created with it: skorch
+        builds the training iterator once per call, from the training split.
+        """
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
         if not training:
+            if fast_path_kwargs(self.iterator_valid, kwargs) and not kwargs.get("shuffle"):
+                data = in_memory(dataset)
+                if data is not None:
+                    return SliceBatches(data, kwargs["batch_size"], kwargs.get("drop_last", False))
             return super().get_iterator(dataset, training=False)
-        kwargs = self.get_params_for("iterator_train")
         for key in ("sampler", "batch_sampler"):
             if key in kwargs:
                 raise ValueError(f"iterator_train__{key} cannot be used with CrustClassifier: "
                                  "it decides which examples each epoch sees")
         shuffle = kwargs.pop("shuffle", True)
-        kwargs.setdefault("batch_size", self.batch_size)
-        if kwargs["batch_size"] == -1:
-            kwargs["batch_size"] = len(dataset)
         if getattr(self, "_rng_", None) is None:
             self._rng_ = np.random.default_rng(self.random_state)
-        sampler = _SubsetSampler(len(dataset), self._rng_, shuffle=bool(shuffle))
-        self._run_ = _CrustRun(dataset, sampler, kwargs.get("collate_fn", default_collate))
+        sampler = SubsetSampler(len(dataset), self._rng_, shuffle=bool(shuffle))
+        data = in_memory(dataset) if fast_path_kwargs(self.iterator_train, kwargs) else None
+        if data is not None and data.y is None:
+            data = None
+        self._run_ = Run(dataset, sampler, kwargs.get("collate_fn", default_collate), data)
+        if data is not None:
+            return IndexBatches(data, sampler, kwargs["batch_size"], kwargs.get("drop_last", False))
         return self.iterator_train(dataset, sampler=sampler, **kwargs)
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
@@ -551,34 +508,48 @@ class CrustClassifier(NeuralNetClassifier):
         self._outputs_checked_ = False
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        """Start a history row, then re-select the coreset on the scheduled epochs."""
+        """Start a history row, then train on all data, select a coreset or keep the last one."""
         super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid,
                                **kwargs)
         run = getattr(self, "_run_", None)
         if run is None or run.dataset is not dataset_train:
             return  # not our training loop (e.g. a custom fit_loop without our iterator)
         config = self.crust_config_
-        epoch, warmup = len(self.history), config["warmup_epochs"]
-        seconds, objective = 0.0, math.nan
-        if epoch <= warmup:
+        kept = getattr(self, "_coreset_", None)
+        if kept is not None and kept.key != run.key:
+            kept = None  # selected on other data (an earlier partial_fit)
+        schedule = Schedule(config["warmup_epochs"], config["select_every"])
+        action = schedule.action(len(self.history),
+                                 has_coreset=run.coreset is not None or kept is not None)
+        feature_seconds = seconds = 0.0
+        objective = math.nan
+        if action == "all":
             run.use_all()
-        elif not run.selected or (epoch - warmup - 1) % config["select_every"] == 0:
+        elif action == "select":
             start = time.perf_counter()
-            objective = self._select(run)
+            objective, feature_seconds = self._select(run)
             seconds = time.perf_counter() - start
+        elif run.coreset is None:  # keep the coreset of an earlier partial_fit on this data
+            run.use(kept)
         self.history.record("coreset_size", int(len(run.sampler)))
         self.history.record("selection_seconds", seconds)
+        self.history.record("feature_seconds", feature_seconds)
         self.history.record("selection_objective", objective)
 
-    def _select(self, run: _CrustRun) -> float:
-        """Compute gradient features of the training split and select its coreset."""
+    def _select(self, run: Run) -> tuple[float, float]:
+        """Compute gradient features of the training split and select its coreset.
+
+        Returns the selection objective and the seconds the feature pass took.
+        """
         config = self.crust_config_
         size = config["coreset_size"]
         if isinstance(size, str):  # "auto"
             size = self._auto_coreset_size(run)
-        if _is_int(size, 1) and size > run.n:
+        if is_int(size, 1) and size > run.n:
             raise ValueError(f"coreset_size={size} is larger than the {run.n} training examples")
+        start = time.perf_counter()
         features = self._gradient_features(run.dataset)
+        feature_seconds = time.perf_counter() - start
         if not np.isfinite(features.features).all():
             raise ValueError(
                 f"the gradient features are not finite (NaN or inf) at epoch {len(self.history)}"
@@ -593,12 +564,15 @@ class CrustClassifier(NeuralNetClassifier):
             device=self.device if self.device is not None
             and torch.device(self.device).type == "cuda" else None)
         selector.fit(features.features, groups)
-        run.use_coreset(selector, config["mixup"])
+        partners = MIXUPS[config["mixup"]].partners(selector.indices_, selector.labels_, run.y)
+        self._coreset_ = Coreset(np.sort(selector.indices_),
+                                 selector.sample_weight_.astype(np.float32), partners, run.key)
+        run.use(self._coreset_)
         self.coreset_indices_ = run.fit_index[selector.indices_]
         self.coreset_weights_ = selector.weights_
-        return float(selector.objective_)
+        return float(selector.objective_), feature_seconds
 
-    def _auto_coreset_size(self, run: _CrustRun) -> float:
+    def _auto_coreset_size(self, run: Run) -> float:
         """``coreset_size="auto"``: 1 - the noise rate estimated at the first selection.
 
         The estimate is a confident-joint count (:func:`~sk_crust.estimate_noise_rate`) on the
@@ -689,7 +663,7 @@ class CrustClassifier(NeuralNetClassifier):
             if y is None:
                 raise ValueError("gradient_features needs the labels y of array-like X")
             X = self.get_dataset(self._prepare_X(X, reset=False),
-                                 _encode_labels(column_or_1d(y), np.asarray(self.classes_)))
+                                 encode_labels(column_or_1d(y), np.asarray(self.classes_)))
         return self._gradient_features(X)
 
     def _gradient_features(self, dataset) -> GradientFeatures:
@@ -704,29 +678,30 @@ class CrustClassifier(NeuralNetClassifier):
         super().on_batch_begin(net, batch=batch, training=training, **kwargs)
         self._batch_ = None
         run = getattr(self, "_run_", None)
-        if not training or run is None or not run.selected:
+        if not training or run is None or run.coreset is None:
             return
         Xi, yi = unpack_data(batch)
         positions = run.sampler.take(len(yi))
-        if not np.array_equal(to_numpy(yi).ravel(), run.y[positions]):
+        if run.data is None and not np.array_equal(to_numpy(yi).ravel(), run.y[positions]):
             raise RuntimeError(
                 "the training iterator did not return the examples in the order of "
                 "CrustClassifier's sampler: iterator_train must be a DataLoader-like class that "
                 "honours its `sampler` argument")
-        weights = torch.from_numpy(run.weights[positions])
+        coreset = run.coreset
+        weights = torch.from_numpy(coreset.weights[positions])
         partners = partner_X = partner_y = None
         lam = 1.0
-        if run.partners is not None:
+        if coreset.partners is not None:
             if not (torch.is_tensor(Xi) and Xi.is_floating_point()):
                 raise ValueError("mixup needs float tensor batches: pass mixup='none' for "
                                  "other inputs")
-            partners = run.partners.draw(run.partner_group[positions], self._rng_)
-            partner_X, _ = unpack_data(run.collate_fn([run.dataset[int(p)] for p in partners]))
-            partner_X = partner_X.to(Xi.device, Xi.dtype)
+            partners = coreset.partners.groups.draw(coreset.partners.group_of[positions],
+                                                    self._rng_)
+            partner_X = run.gather_X(partners).to(Xi.device, Xi.dtype)
             lam = float(self._rng_.beta(*self.crust_config_["mixup_alpha"]))
-            if self.crust_config_["mixup"] == "cluster":  # the paper mixes the labels too
+            if MIXUPS[self.crust_config_["mixup"]].mixes_labels:
                 partner_y = torch.from_numpy(run.y[partners])
-        self._batch_ = _BatchPlan(positions, partners, weights, partner_X, partner_y, lam)
+        self._batch_ = BatchPlan(positions, partners, weights, partner_X, partner_y, lam)
 
     def train_step_single(self, batch, **fit_params):
         """skorch's training step, fed with the mixed input when mixup is on."""
@@ -735,7 +710,7 @@ class CrustClassifier(NeuralNetClassifier):
             return super().train_step_single(batch, **fit_params)
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        X_mixed = plan.lam * Xi + (1.0 - plan.lam) * plan.partner_X
+        X_mixed = mix(plan.lam, Xi, plan.partner_X)
         y_pred = self.infer(X_mixed, **fit_params)
         loss = self.get_loss(y_pred, yi, X=X_mixed, training=True)
         loss.backward()
@@ -783,7 +758,7 @@ class CrustClassifier(NeuralNetClassifier):
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)
         run = getattr(self, "_run_", None)
-        if run is not None and not run.selected and not hasattr(self, "coreset_indices_"):
+        if run is not None and run.coreset is None and not hasattr(self, "coreset_indices_"):
             # Training ended before the first selection: the coreset is all training data.
             self.coreset_indices_ = run.fit_index.copy()
             self.coreset_weights_ = np.ones(run.n)
@@ -794,92 +769,20 @@ class CrustClassifier(NeuralNetClassifier):
     def initialize(self):
         # A fresh model has no coreset yet.
         for name in ("coreset_indices_", "coreset_weights_", "noise_rate_",
-                     "coreset_fraction_"):
+                     "coreset_fraction_", "_coreset_"):
             self.__dict__.pop(name, None)
         return super().initialize()
 
-    def _epoch_samples(self):
-        """Rows of ``X`` and weights the current epoch trains on (for callbacks)."""
+    def training_samples(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows of ``X`` and weights that the current epoch trains on, for callbacks.
+
+        During ``fit``: all training rows with weight 1 in warm-up, the coreset and its weights
+        after. Outside ``fit`` (the net keeps no data): ``None``.
+
+        Returns
+        -------
+        (rows, weights) : tuple of ndarray, or None
+            ``rows`` index the ``X`` passed to ``fit`` (the training split only).
+        """
         run = getattr(self, "_run_", None)
         return None if run is None else run.epoch_samples()
-
-
-class CoresetCleanFraction(Callback):
-    """Record, each epoch, the fraction of training examples whose label is correct.
-
-    For benchmarks with synthetic noise, where the true labels are known. Writes
-    ``coreset_clean_fraction`` and ``coreset_weighted_clean_fraction`` (each example counted with
-    its coreset weight) to every history row; during warm-up this is the clean fraction of the
-    whole training split.
-
-    Parameters
-    ----------
-    y_true : array-like of shape (n_samples,)
-        True labels, aligned with the ``X``, ``y`` passed to ``fit``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sk_crust import CrustClassifier, CoresetCleanFraction
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(200, 5)).astype(np.float32)
-    >>> y_true = (X[:, 0] > 0).astype(int)
-    >>> y = np.where(rng.random(200) < 0.2, 1 - y_true, y_true)
-    >>> net = CrustClassifier(max_epochs=3, warmup_epochs=1, train_split=None, verbose=0,
-    ...                       callbacks=[CoresetCleanFraction(y_true)], random_state=0)
-    >>> clean = net.fit(X, y).history[:, "coreset_clean_fraction"]
-    >>> len(clean), bool(clean[0] == np.mean(y == y_true))
-    (3, True)
-    """
-
-    def __init__(self, y_true):
-        self.y_true = y_true
-
-    def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self.y_noisy_ = None if y is None else to_numpy(y)
-        self.y_true_ = np.asarray(self.y_true)
-        if self.y_noisy_ is not None and len(self.y_noisy_) != len(self.y_true_):
-            raise ValueError(f"CoresetCleanFraction got {len(self.y_true_)} true labels for "
-                             f"{len(self.y_noisy_)} training labels")
-
-    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        samples = net._epoch_samples() if hasattr(net, "_epoch_samples") else None
-        if samples is None or self.y_noisy_ is None:
-            return
-        rows, weights = samples
-        labels = np.asarray(net.classes_)[self.y_noisy_[rows]]
-        clean = labels == self.y_true_[rows]
-        net.history.record("coreset_clean_fraction", float(clean.mean()))
-        net.history.record("coreset_weighted_clean_fraction",
-                           float((weights * clean).sum() / max(weights.sum(), 1e-300)))
-
-
-def _is_int(value, low: int) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool) and value >= low
-
-
-def _is_fraction(value) -> bool:
-    return (isinstance(value, Real) and not isinstance(value, (Integral, bool))
-            and 0 < value <= 1)
-
-
-def _encode_labels(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Positions of the labels ``y`` in ``classes`` (int64), or a ValueError for unknown ones."""
-    lookup = {label: i for i, label in enumerate(classes.tolist())}
-    unknown = {label for label in np.unique(y).tolist() if label not in lookup}
-    if unknown:
-        raise ValueError(f"y contains labels {sorted(unknown, key=str)[:5]} that are not in "
-                         f"classes_ {classes.tolist()[:10]}")
-    uniques, inverse = np.unique(y, return_inverse=True)
-    return np.array([lookup[u] for u in uniques.tolist()], dtype=np.int64)[inverse.ravel()]
-
-
-def _beta_parameters(alpha) -> tuple[float, float]:
-    """``a`` -> ``(a, a)``; ``(a, b)`` -> ``(a, b)``; both must be positive."""
-    if isinstance(alpha, Real) and not isinstance(alpha, bool) and alpha > 0:
-        return float(alpha), float(alpha)
-    if (isinstance(alpha, Sequence) and not isinstance(alpha, str) and len(alpha) == 2
-            and all(isinstance(a, Real) and not isinstance(a, bool) and a > 0 for a in alpha)):
-        return float(alpha[0]), float(alpha[1])
-    raise ValueError(f"mixup_alpha={alpha!r} is not valid: pass a float > 0 (lambda ~ Beta(a, a))"
-                     " or a pair of floats > 0 (lambda ~ Beta(a, b))")

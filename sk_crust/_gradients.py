@@ -26,9 +26,6 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-GRADIENTS = ("logits", "penultimate")
-
-
 def proba_residual(proba: np.ndarray, y_index: np.ndarray) -> np.ndarray:
     """``proba - onehot(y)``: the cross-entropy gradient with respect to the logits.
 
@@ -164,6 +161,41 @@ class GradientFeatures(NamedTuple):
     prediction: np.ndarray
 
 
+class LogitGradient:
+    """``softmax(z) - onehot(y)``: the gradient with respect to the logits (the paper, Eq. 9)."""
+
+    name = "logits"
+
+    def layer(self, module: torch.nn.Module | None) -> torch.nn.Module | None:
+        """The layer whose input and output the forward hook must capture (None: no hook)."""
+        return None
+
+    def features(self, logits: torch.Tensor, y: torch.Tensor, layer,
+                 captured: _Captured | None) -> torch.Tensor:
+        return logit_residual(logits, y)
+
+
+class PenultimateGradient(LogitGradient):
+    """``(softmax(z) - onehot(y)) W``: the gradient with respect to the last layer's input."""
+
+    name = "penultimate"
+
+    def layer(self, module):
+        if module is None:
+            raise ValueError("gradient='penultimate' needs the module")
+        return last_linear(module)
+
+    def features(self, logits, y, layer, captured):
+        _check_hook(captured, logits)
+        return penultimate_gradient(logits, y, layer.weight)
+
+
+#: ``gradient`` values of :class:`~sk_crust.CrustClassifier` and their strategies: a new proxy is
+#: one class with ``layer`` and ``features`` and one entry here.
+GRADIENTS: dict[str, LogitGradient] = {g.name: g for g in (LogitGradient(),
+                                                            PenultimateGradient())}
+
+
 def gradient_features(infer: Callable, batches: Iterable, n_samples: int, *,
                       kind: str = "logits", module: torch.nn.Module | None = None,
                       ) -> GradientFeatures:
@@ -181,7 +213,7 @@ def gradient_features(infer: Callable, batches: Iterable, n_samples: int, *,
     n_samples : int
         Total number of examples the batches hold.
     kind : {"logits", "penultimate"}, default="logits"
-        Which gradient (see the module docstring).
+        Which gradient (see the module docstring and :data:`GRADIENTS`).
     module : torch.nn.Module, default=None
         The network, required for ``kind="penultimate"`` (its last ``nn.Linear`` is hooked).
 
@@ -203,12 +235,9 @@ def gradient_features(infer: Callable, batches: Iterable, n_samples: int, *,
     import torch
 
     if kind not in GRADIENTS:
-        raise ValueError(f"gradient={kind!r} is not valid: pass one of {GRADIENTS}")
-    layer = None
-    if kind == "penultimate":
-        if module is None:
-            raise ValueError("gradient='penultimate' needs the module")
-        layer = last_linear(module)
+        raise ValueError(f"gradient={kind!r} is not valid: pass one of {list(GRADIENTS)}")
+    gradient = GRADIENTS[kind]
+    layer = gradient.layer(module)
     features = y_all = pred_all = None
     start = 0
     with torch.no_grad(), (capture_layer(layer) if layer is not None else _null()) as captured:
@@ -217,11 +246,7 @@ def gradient_features(infer: Callable, batches: Iterable, n_samples: int, *,
             if isinstance(logits, (tuple, list)):
                 logits = logits[0]
             yb = torch.as_tensor(yb, device=logits.device).long()
-            if layer is None:
-                G = logit_residual(logits, yb)
-            else:
-                _check_hook(captured, logits)
-                G = penultimate_gradient(logits, yb, layer.weight)
+            G = gradient.features(logits, yb, layer, captured)
             stop = start + len(G)
             if features is None:
                 features = np.empty((n_samples, G.shape[1]), dtype=np.float32)

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from sk_crust import CoresetCleanFraction, CrustClassifier, add_label_noise
 from sk_crust import _classifier
-from sk_crust._classifier import PRESETS, _BatchPlan
+from sk_crust._classifier import PRESETS
+from sk_crust._mixup import BatchPlan as _BatchPlan
 from sk_crust._selector import CrustSelector
 from sk_crust.modules import MLP, SmallCNN
 
@@ -539,3 +540,113 @@ def test_selection_runs_on_the_gpu_for_a_cuda_net(digits, selectors):
     _net(max_epochs=3, device="cuda").fit(X, y)
     assert selectors and all(s.device == "cuda" for s in selectors)
     assert all(m.startswith("cuda-") for s in selectors for m in s.class_methods_)
+
+
+# ---------------------------------------------------------------- the fast data path
+def _forced_dataloader(**kwargs):
+    """Parameters that send both iterators down skorch's DataLoader path with the same batches."""
+    from torch.utils.data import default_collate
+
+    return dict(iterator_train__collate_fn=default_collate,
+                iterator_valid__collate_fn=default_collate, **kwargs)
+
+
+@pytest.mark.parametrize("mixup", ["cluster", "class", "none"])
+def test_index_batches_feed_what_skorch_dataloader_feeds(digits, mixup):
+    X, y = digits
+    y_noisy = add_label_noise(y, 0.3, random_state=1)[0]
+    params = dict(max_epochs=4, warmup_epochs=1, mixup=mixup, verbose=0, random_state=3,
+                  batch_size=48, train_split=ValidSplit(4, stratified=True))
+    fast = _Spy("mlp", **params).fit(X, y_noisy)
+    slow = _Spy("mlp", **_forced_dataloader(**params)).fit(X, y_noisy)
+    from sk_crust._batches import IndexBatches
+
+    assert isinstance(fast.get_iterator(fast.get_dataset(X, y), training=True), IndexBatches)
+    assert not isinstance(slow.get_iterator(slow.get_dataset(X, y), training=True),
+                          IndexBatches)
+    assert len(fast.seen_) == len(slow.seen_) > 0
+    for (e1, x1, p1), (e2, x2, p2) in zip(fast.seen_, slow.seen_, strict=True):
+        assert e1 == e2
+        torch.testing.assert_close(x1, x2, rtol=0, atol=0)  # same examples, same mix
+        assert (p1 is None) == (p2 is None)
+        if p1 is not None:
+            np.testing.assert_array_equal(p1.positions, p2.positions)
+            torch.testing.assert_close(p1.weights, p2.weights, rtol=0, atol=0)
+            assert p1.lam == p2.lam
+            if p1.partners is None:
+                assert p2.partners is None
+            else:
+                np.testing.assert_array_equal(p1.partners, p2.partners)
+    for a, b in zip(fast.module_.parameters(), slow.module_.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    np.testing.assert_array_equal(fast.history[:, "valid_loss"], slow.history[:, "valid_loss"])
+    np.testing.assert_array_equal(fast.predict_proba(X), slow.predict_proba(X))
+
+
+def test_iterator_params_outside_the_fast_path_reach_the_dataloader(digits):
+    X, y = digits
+    seen = []
+
+    class Loader(DataLoader):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("drop_last"))
+            super().__init__(*args, **kwargs)
+
+    net = _net(iterator_train=Loader, iterator_train__drop_last=True, batch_size=64,
+               max_epochs=2, warmup_epochs=1).fit(X, y)
+    assert seen and all(seen)  # a custom iterator class is used, with its parameters
+    # drop_last drops the incomplete last batch: 300 // 64 full batches in warm-up.
+    assert len(net.history[0, "batches"]) == 300 // 64
+
+
+# ---------------------------------------------------------------- probabilities, RNG
+def test_predict_proba_is_a_softmax_for_any_criterion(digits):
+    X, y = digits
+    net = _net(criterion=torch.nn.MultiMarginLoss, max_epochs=2).fit(X, y)
+    proba = net.predict_proba(X[:20])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert (proba >= 0).all()
+    logits = net.forward(X[:20]).numpy()
+    np.testing.assert_array_equal(proba.argmax(axis=1), logits.argmax(axis=1))
+    # An explicit predict_nonlinearity is the user's choice and stays as it is.
+    raw = _net(criterion=torch.nn.MultiMarginLoss, max_epochs=1,
+               predict_nonlinearity=None).fit(X, y).predict_proba(X[:5])
+    assert not np.allclose(raw.sum(axis=1), 1.0)
+
+
+def test_random_state_leaves_the_global_torch_rng_alone(digits):
+    X, y = digits
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    _net(max_epochs=2, module__dropout=0.2).fit(X, y)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_partial_fit_is_reproducible_whatever_the_global_rng(digits):
+    X, y = digits
+    nets = []
+    for global_seed in (1, 2):
+        net = _net(max_epochs=1, warmup_epochs=1, module__dropout=0.2)
+        torch.manual_seed(global_seed)
+        net.partial_fit(X, y)
+        torch.rand(global_seed)  # the caller uses torch's generator in between
+        net.partial_fit(X, y)
+        nets.append(net)
+    for a, b in zip(nets[0].module_.parameters(), nets[1].module_.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_select_every_holds_across_partial_fit_on_the_same_data(digits, selectors):
+    X, y = digits
+    net = _net(max_epochs=2, warmup_epochs=1, select_every=3)
+    net.partial_fit(X, y)  # epochs 1 (warm-up), 2 (selects)
+    net.partial_fit(X, y)  # epochs 3, 4: keep the coreset of epoch 2
+    ran = [row["epoch"] for row in net.history if not np.isnan(row["selection_objective"])]
+    assert ran == [2] and len(selectors) == 1
+    assert net.history[:, "coreset_size"][1:] == [len(selectors[0].indices_)] * 3
+    # On other data the kept coreset does not apply: the next epoch selects.
+    net.partial_fit(X[:200], y[:200])  # epochs 5 (selects: epoch 5 is due anyway), 6
+    net.partial_fit(X[:150], y[:150])  # epoch 7 is not due but the data changed; 8 is due
+    ran = [row["epoch"] for row in net.history if not np.isnan(row["selection_objective"])]
+    assert ran == [2, 5, 7, 8]
