@@ -254,8 +254,11 @@ class CrustSelector(_BaseSelection):
     radius : float, default=2.0
         Radius of ``weights="radius"``.
     n_jobs : int, default=None
-        Classes processed in parallel by joblib (``None`` means 1 unless in a
-        ``joblib.parallel_config`` context).
+        Classes processed at once by joblib processes, as in scikit-learn. ``None`` uses the
+        machine without processes: the classes run on threads (one per core, at most one per
+        class, and no more than ``memory_budget`` allows for the largest class at once), each
+        with one BLAS thread; the selection is the same as with ``n_jobs=1``. Inside a
+        ``joblib.parallel_config`` context (e.g. Dask), the context decides.
     random_state : int, RandomState instance or None, default=None
         Seeds ``optimizer="stochastic"`` (and the blocked path, see ``memory_budget``); each
         class gets its own stream derived from it. The same ``random_state``, data and BLAS

@@ -23,7 +23,7 @@ from sk_crust._engine._dense import (
     top_centrality,
 )
 from sk_crust._engine._dense import select_group_dense as select_group
-from sk_crust._engine._rules import coreset_weights
+from sk_crust._engine._rules import coreset_weights, finalize
 from sk_crust._engine._similarity import objective, pairwise_distances, similarity_matrix
 
 # Before the ``backend`` fixture swaps it: None when numba is missing or SK_CRUST_NUMBA=0.
@@ -237,3 +237,23 @@ def test_backends_agree():
     np.testing.assert_allclose(compiled.gains, reference.gains, rtol=1e-5)
     assert objective(S, compiled.indices) == pytest.approx(objective(S, reference.indices),
                                                            rel=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+@pytest.mark.parametrize("weights", ["cluster", "uniform"])
+def test_streamed_centrality_equals_centrality_on_the_matrix(metric, weights):
+    # select_group_dense makes centrality's rows 256 at a time instead of the (n, n) matrix.
+    X = np.random.default_rng(5).normal(size=(700, 6)).astype(np.float32)
+    X[350] = X[10]  # an exact tie of row sums: the lower index first on both paths
+    k = 300
+    got = select_group(X, k, optimizer="centrality", weights=weights, metric=metric)
+    S, _ = similarity_matrix(X, metric=metric)
+    top = top_centrality(S, k)
+    ref = finalize(top.indices, top.gains, top.assignment, weights=weights,
+                   radius_counts=None, method="dense-centrality")
+    np.testing.assert_array_equal(got.indices, ref.indices)
+    np.testing.assert_array_equal(got.assignment, ref.assignment)
+    np.testing.assert_array_equal(got.weights, ref.weights)
+    np.testing.assert_allclose(got.gains, ref.gains, rtol=1e-5)
+    np.testing.assert_allclose(got.objective, objective(S, ref.indices), rtol=1e-5)
+    assert got.method == ref.method

@@ -247,3 +247,39 @@ def test_sampler_in_imblearn_pipeline():
     assert pipe.score(X, y) > 0.8
     assert len(pipe[1].sample_indices_) == 100
     assert imblearn is not None
+
+
+def test_default_n_jobs_runs_classes_on_threads_with_the_same_coreset(monkeypatch):
+    from joblib import parallel_config
+
+    from sk_crust import _engine
+
+    rng = np.random.default_rng(0)
+    G = rng.normal(size=(1200, 5)).astype(np.float32)
+    y = rng.integers(0, 6, 1200)
+    seen = []
+    real = _engine.default_threads
+    monkeypatch.setattr(_engine, "default_threads",
+                        lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    monkeypatch.setattr(_engine, "cpu_count", lambda: 4)
+    for optimizer in ("lazy", "centrality", "stochastic"):
+        threaded = CrustSelector(k=0.3, optimizer=optimizer, random_state=0).fit(G, y)
+        serial = CrustSelector(k=0.3, optimizer=optimizer, random_state=0, n_jobs=1).fit(G, y)
+        np.testing.assert_array_equal(threaded.indices_, serial.indices_)
+        np.testing.assert_array_equal(threaded.labels_, serial.labels_)
+    assert seen == [4, 4, 4]  # min(cores, classes)
+    # A joblib context decides for itself (Dask, say); so does an explicit n_jobs.
+    with parallel_config(backend="threading", n_jobs=2):
+        CrustSelector(k=0.3, random_state=0).fit(G, y)
+    assert seen[-1] == 1
+
+
+def test_default_threads_respect_the_memory_budget():
+    from sk_crust._engine import default_threads
+    from sk_crust._engine._dense import dense_bytes
+
+    one = dense_bytes(1000, 8)
+    assert default_threads([1000] * 8, 8, None, "auto") >= 1
+    assert default_threads([1000] * 8, 8, 3 * one, "auto") <= 3  # three classes fit at once
+    assert default_threads([1000] * 8, 8, one, "auto") == 1
+    assert default_threads([1000], 8, None, "auto") == 1  # one class: nothing to share

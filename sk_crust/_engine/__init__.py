@@ -25,11 +25,14 @@ engine when the group fits ``memory_budget`` and the blocked one otherwise.
 
 from __future__ import annotations
 
+import functools
 import re
 from numbers import Integral
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, cpu_count, delayed
+from joblib.parallel import get_active_backend
+from threadpoolctl import ThreadpoolController
 
 from ._blocked import select_group_blocked
 from ._dense import dense_bytes, fits_dense, select_group_dense
@@ -123,10 +126,42 @@ def select_groups(X: np.ndarray, groups: list[np.ndarray], budgets, seeds, *, en
         return [select_group(X[rows], int(b), engine="torch", device=device,
                              memory_budget=memory_budget, random_state=int(seed), **params)
                 for rows, b, seed in zip(groups, budgets, seeds)]
-    return Parallel(n_jobs=n_jobs)(
-        delayed(select_group)(X[rows], int(b), engine=engine, memory_budget=memory_budget,
-                              random_state=int(seed), **params)
-        for rows, b, seed in zip(groups, budgets, seeds))
+    tasks = (delayed(select_group)(X[rows], int(b), engine=engine, memory_budget=memory_budget,
+                                   random_state=int(seed), **params)
+             for rows, b, seed in zip(groups, budgets, seeds, strict=True))
+    threads = default_threads([len(rows) for rows in groups], X.shape[1], memory_budget,
+                              engine) if n_jobs is None else 1
+    if threads > 1:
+        # One BLAS thread per class: the classes, not the matrix products, share the cores.
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return Parallel(n_jobs=threads, backend="threading")(tasks)
+    return Parallel(n_jobs=n_jobs)(tasks)
+
+
+@functools.cache
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (scanning them takes ~10 ms: once)."""
+    return ThreadpoolController()
+
+
+def default_threads(sizes: list[int], d: int, memory_budget: int | None, engine: str) -> int:
+    """Threads that run the groups when the caller left ``n_jobs`` at None.
+
+    As many as there are cores and groups (the compiled loops release the GIL, and so do the
+    matrix products), but no more than ``memory_budget`` allows for the largest group at once
+    (a dense group needs :func:`._dense.dense_bytes`, a blocked one up to a quarter of the
+    budget), and 1 inside a ``joblib.parallel_config`` context, which then decides (Dask, say).
+    """
+    backend, context_jobs = get_active_backend()
+    if context_jobs is not None or type(backend).__name__ != "LokyBackend" or len(sizes) < 2:
+        return 1
+    threads = min(cpu_count(), len(sizes))
+    if memory_budget is not None:
+        def peak(n):
+            dense = engine == "dense" or (engine == "auto" and fits_dense(n, d, memory_budget))
+            return dense_bytes(n, d) if dense else memory_budget // 4
+        threads = min(threads, max(1, memory_budget // max(peak(max(sizes)), 1)))
+    return max(1, threads)
 
 
 _UNITS = {"b": 1, "kb": 10 ** 3, "mb": 10 ** 6, "gb": 10 ** 9, "tb": 10 ** 12,

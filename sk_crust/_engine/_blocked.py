@@ -185,18 +185,30 @@ def _greedy_streamed(P: Points, k: int, candidates: np.ndarray, *, d0: np.float3
     return indices, gains, cover
 
 
-def _centrality_blocked(P: Points, k: int, *, d0: float, block_rows: int | None):
-    """Exact top-``k`` similarity row sums, the row sums accumulated block by block."""
+def _centrality_blocked(P: Points, k: int, *, d0: float | None, block_rows: int | None,
+                        rows_per_block: int = 2048):
+    """Exact top-``k`` similarity row sums, the row sums accumulated block by block.
+
+    ``d0=None``: the exact largest distance, taken in the same pass as the row sums (the dense
+    engine's constant) instead of a bound.
+    """
     n = P.n
-    d0 = np.float32(d0)
-    rows_per_block = max(1, min(n, 2048))
+    rows_per_block = max(1, min(n, rows_per_block))
     block = _block_size(rows_per_block, n, block_rows)
     dist_sums = np.zeros(n, dtype=np.float64)
+    largest = np.float32(0.0)
+    # One buffer for every block: fresh large arrays would page-fault on every block.
+    work = np.empty(rows_per_block * block, dtype=np.float32)
     for r0 in range(0, n, rows_per_block):
         rows = np.arange(r0, min(r0 + rows_per_block, n))
         for start in range(0, n, block):
             stop = min(start + block, n)
-            dist_sums[rows] += P.distances(rows, start, stop).sum(axis=1, dtype=np.float64)
+            out = work[:len(rows) * (stop - start)].reshape(len(rows), stop - start)
+            D = P.distances(rows, start, stop, out=out)
+            dist_sums[rows] += D.sum(axis=1, dtype=np.float64)
+            if d0 is None:
+                largest = max(largest, D.max())
+    d0 = largest if d0 is None else np.float32(d0)
     # Row sum of similarity = n d0 - row sum of distances: the ranking does not depend on d0.
     order = np.argsort(dist_sums, kind="stable")[:k].astype(np.intp)
     cover = Cover.zeros(n)

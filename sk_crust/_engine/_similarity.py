@@ -104,10 +104,12 @@ def pairwise_distances(X: np.ndarray, *, metric: str = "euclidean") -> np.ndarra
     X = aligned_float32(X)
     if metric == "cosine":
         X = unit_rows(X, np.linalg.norm(X, axis=1, keepdims=True))
-        sq = None
+        sq = np.zeros(len(X), dtype=np.float32)  # not read by the cosine finish
     else:
         sq = np.einsum("ij,ij->i", X, X)
-    D = finish_distances(X @ X.T, sq, sq, metric)
+    # One compiled pass where numba is installed: NumPy's four passes over the n x n matrix cost
+    # more than the product itself when d is small (gradient features: d = n_classes).
+    D = finish_distances(X @ X.T, sq, sq, metric, compiled_ok=True)
     np.fill_diagonal(D, 0.0)
     return D
 
