@@ -151,6 +151,11 @@ def _selection_device(device, G):
     return None if dev.type == "cpu" else dev
 
 
+def _is_pandas(obj, kind: str) -> bool:
+    """``obj`` is a pandas ``kind`` (checked without importing pandas)."""
+    return type(obj).__name__ == kind and type(obj).__module__.startswith("pandas")
+
+
 def _validate_k(k) -> None:
     """`k` gets its own message: the generic one does not say how float and int differ."""
     ok_float = isinstance(k, (Real, np.floating)) and not isinstance(k, (Integral, bool)) \
@@ -617,9 +622,13 @@ class CrustSampler(_BaseSelection):
 
         Returns
         -------
-        X_resampled : ndarray of shape (n_selected, n_features)
-        y_resampled : ndarray of shape (n_selected,)
+        X_resampled : ndarray or DataFrame of shape (n_selected, n_features)
+            The kept rows, in the type of ``X``: a pandas DataFrame gives a DataFrame with the
+            same columns and the kept rows' index (as imbalanced-learn's samplers do).
+        y_resampled : ndarray or Series of shape (n_selected,)
+            Their labels, a Series (with its name and index) when ``y`` is one.
         """
+        X_in, y_in = X, y
         self._validate_selection()
         _selection_device(self.device, None)  # a bad device fails before the cross-validation
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], y_numeric=False)
@@ -647,7 +656,10 @@ class CrustSampler(_BaseSelection):
         self.sample_weight_ = self.selector_.sample_weight_
         if isinstance(k, str):
             self.noise_rate_ = self.selector_.noise_rate_
-        return X[self.sample_indices_], y[self.sample_indices_]
+        rows = self.sample_indices_
+        X_out = X_in.iloc[rows] if _is_pandas(X_in, "DataFrame") else X[rows]
+        y_out = y_in.iloc[rows] if _is_pandas(y_in, "Series") else y[rows]
+        return X_out, y_out
 
     def _gradients(self, X, y) -> np.ndarray:
         """Out-of-fold ``predict_proba(x) - onehot(y)``: the cross-entropy's logit gradient."""

@@ -283,3 +283,25 @@ def test_default_threads_respect_the_memory_budget():
     assert default_threads([1000] * 8, 8, 3 * one, "auto") <= 3  # three classes fit at once
     assert default_threads([1000] * 8, 8, one, "auto") == 1
     assert default_threads([1000], 8, None, "auto") == 1  # one class: nothing to share
+
+
+def test_sampler_keeps_dataframes_and_series():
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=120, n_features=4, random_state=0)
+    index = pd.Index([f"row{i}" for i in range(120)], name="id")
+    frame = pd.DataFrame(X, columns=list("abcd"), index=index)
+    labels = pd.Series(y, index=index, name="target")
+    sampler = CrustSampler(k=0.5, random_state=0)
+    X_res, y_res = sampler.fit_resample(frame, labels)
+    assert isinstance(X_res, pd.DataFrame) and list(X_res.columns) == list("abcd")
+    assert isinstance(y_res, pd.Series) and y_res.name == "target"
+    kept = sampler.sample_indices_
+    assert list(X_res.index) == list(index[kept]) == list(y_res.index)
+    np.testing.assert_array_equal(X_res.to_numpy(), X[kept])
+    np.testing.assert_array_equal(y_res.to_numpy(), y[kept])
+    # Arrays stay arrays.
+    X_arr, y_arr = CrustSampler(k=0.5, random_state=0).fit_resample(X, y)
+    assert isinstance(X_arr, np.ndarray) and isinstance(y_arr, np.ndarray)
+    np.testing.assert_array_equal(X_arr, X[kept])
