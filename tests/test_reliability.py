@@ -416,3 +416,39 @@ def test_every_documented_row_has_its_test_in_order():
     assert [n for n in names if n not in defined] == []
     positions = [defined.index(n) for n in names]
     assert positions == sorted(positions), "rows and tests are not in the same order"
+
+
+def test_classifier_proba_with_any_criterion():
+    X, y = _data(60, 4)
+    net = CrustClassifier(criterion=torch.nn.MultiMarginLoss, max_epochs=2, train_split=None,
+                          verbose=0, random_state=0).fit(X.astype(np.float32), y)
+    proba = net.predict_proba(X.astype(np.float32))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_sampler_dataframe_round_trip():
+    X, y = _data(60, 3)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"], index=np.arange(100, 160))
+    X_res, y_res = CrustSampler(k=0.5, random_state=0).fit_resample(frame, pd.Series(y))
+    assert list(X_res.columns) == ["a", "b", "c"] and X_res.index.min() >= 100
+    assert isinstance(y_res, pd.Series) and len(y_res) == len(X_res) == 30
+
+
+def test_classifier_random_state_leaves_global_rng():
+    X, y = _data(60, 4)
+    torch.manual_seed(3)
+    expected = torch.rand(2)
+    torch.manual_seed(3)
+    CrustClassifier(max_epochs=1, train_split=None, verbose=0,
+                    random_state=0).fit(X.astype(np.float32), y)
+    torch.testing.assert_close(torch.rand(2), expected)
+
+
+def test_classifier_select_every_across_partial_fit():
+    X, y = _data(60, 4)
+    net = CrustClassifier(max_epochs=1, warmup_epochs=1, select_every=2, train_split=None,
+                          verbose=0, random_state=0)
+    for _ in range(4):  # epochs 1 (warm-up), 2 (select), 3 (keep), 4 (select)
+        net.partial_fit(X.astype(np.float32), y)
+    ran = [row["epoch"] for row in net.history if not np.isnan(row["selection_objective"])]
+    assert ran == [2, 4]
