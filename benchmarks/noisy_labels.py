@@ -43,7 +43,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-
 from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -388,7 +387,7 @@ def _plots(plt, dataset, epochs, cells, noises, methods, folder: Path) -> None:
 
     shown = [n for n in ("sym50", "asym40") if n in noises] or noises[:1]
     fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4), squeeze=False)
-    for ax, n in zip(axes[0], shown):
+    for ax, n in zip(axes[0], shown, strict=True):
         for m in methods:
             rs = [r for r in cells.get((n, m), []) if len(r["clean_fraction"]) > 1]
             if not rs:

@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -60,7 +59,7 @@ def make_data(n: int, d: int, classes: int, seed: int = 0):
     X = np.empty((n, d), dtype=np.float32)
     y = np.repeat(np.arange(classes), per)
     start = 0
-    for c, m in enumerate(per):
+    for _c, m in enumerate(per):
         means = rng.normal(scale=3.0, size=(20, d)).astype(np.float32)
         block = X[start:start + m]
         block[:] = means[rng.integers(20, size=m)]
@@ -156,7 +155,7 @@ def _tree_rss(proc) -> int:
 
 
 def run_child(config: dict, timeout: float) -> dict:
-    """Run one configuration in a fresh interpreter; its record plus the sampled peak memory (PSS)."""
+    """Run one configuration in a fresh interpreter; its record plus the sampled peak PSS."""
     import psutil
 
     cmd = [sys.executable, __file__, "--child", json.dumps(config)]
@@ -254,7 +253,8 @@ def targets_section(records: list[dict], objective_records: list[dict]) -> list[
     """Each measured row against the targets, met or missed, with its margin."""
     lines = ["## Against the targets", "",
              f"Targets: {10 ** 6:,} points selected in under {TARGET_SECONDS:.0f} s and "
-             f"{TARGET_GIB:.0f} GiB peak on 2 cores; objective at least {TARGET_RATIO} of the exact "
+             f"{TARGET_GIB:.0f} GiB peak on 2 cores; objective at least {TARGET_RATIO} of the "
+             "exact "
              "greedy's where comparable (the facility-location approximations only: centrality "
              "ranks row sums and is not judged on this objective).", ""]
     big = [r for r in records if r["n"] >= 10 ** 6]

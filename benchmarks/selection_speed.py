@@ -152,7 +152,8 @@ def versions():
             out[name] = "not installed"
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=False, cwd=os.path.dirname(os.path.abspath(__file__)))
+                                text=True, check=False,
+                                cwd=os.path.dirname(os.path.abspath(__file__)))
         dirty = subprocess.run(["git", "status", "--porcelain", "--", ":/sk_crust"],
                                capture_output=True, text=True, check=False,
                                cwd=os.path.dirname(os.path.abspath(__file__)))
@@ -244,7 +245,7 @@ def run_config(X, n, d, frac, args, naive_ok, repeats):
 def evaluate(X, rows, selections):
     """Objectives under sk_crust's metric, for every method's selected indices."""
     S, _ = similarity_matrix(X)
-    for row, idx in zip(rows, selections):
+    for row, idx in zip(rows, selections, strict=True):
         f = {key: objective(S, ind) for key, ind in idx.items()}
         ref = f["our_lazy"]
         row["F_lazy"] = ref
@@ -263,7 +264,8 @@ TIME_COLUMNS = [
     ("our_stochastic", "ours stochastic"), ("our_centrality", "ours centrality"),
     ("our_naive", "ours naive (1 run)"), ("apricot_lazy", "apricot lazy"),
     ("apricot_stochastic", "apricot stochastic"),
-    ("r_apricot", "apricot lazy / ours lazy"), ("r_apricot_net", "same, apricot minus per-call overhead"),
+    ("r_apricot", "apricot lazy / ours lazy"),
+    ("r_apricot_net", "same, apricot minus per-call overhead"),
     ("r_floor", "ours lazy / distances"), ("r_floor_stoch", "ours stochastic / distances"),
 ]
 OBJ_COLUMNS = [
@@ -311,7 +313,8 @@ def summary(rows):
     for n in sorted({r["n"] for r in rows}):
         sub = [r for r in rows if r["n"] == n]
         lines.append(f"- n={n}: apricot lazy / ours lazy {_range(r['r_apricot'] for r in sub)}; "
-                     f"ours lazy (whole selection) / distances {_range(r['r_floor'] for r in sub)}; "
+                     "ours lazy (whole selection) / distances "
+                     f"{_range(r['r_floor'] for r in sub)}; "
                      f"ours stochastic / distances {_range(r['r_floor_stoch'] for r in sub)}; "
                      f"lazy greedy alone / distances "
                      f"{_range(ratio(r['lazy_opt'], r['dist']) for r in sub)}.")
@@ -322,7 +325,8 @@ def summary(rows):
          "n x n float32 similarity matrix (`sum_i max(s_ji - cover_i, 0)`), read from memory once "
          "the matrix outgrows the cache. The column `gain evaluations per pick` (E) counts them: "
          "over k picks the greedy streams about E * k * n values, i.e. E * k / n times the whole "
-         "matrix, against one write of it by the GEMM (whose flops grow with d). Per configuration:"),
+         "matrix, against one write of it by the GEMM (whose flops grow with d). Per "
+         "configuration:"),
         "",
     ]
     for r in rows:
@@ -379,12 +383,15 @@ def markdown(rows, args, facts, vers, overhead, wall):
          "optimizer, nearest-medoid assignment and cluster weights: the whole selection). "
          "`lazy greedy only` = `greedy_lazy` on a precomputed similarity matrix."),
         ("- apricot: `FacilityLocationSelection(k, metric='euclidean', optimizer=...)`, stochastic "
-         "with `optimizer_kwds={'epsilon': 0.1}` (our default; apricot's is 0.9), `random_state=0`. "
+         "with `optimizer_kwds={'epsilon': 0.1}` (our default; apricot's is 0.9), "
+         "`random_state=0`. "
          "It computes the distances itself (scikit-learn, squared euclidean, then float64), so its "
-         "time is end-to-end like `ours *`. Warm-up: one untimed fit of each optimizer before timing. "
+         "time is end-to-end like `ours *`. Warm-up: one untimed fit of each optimizer before "
+         "timing. "
          "apricot compiles its numba kernels with explicit signatures inside every `fit` "
          f"(`cache=False`), which no warm-up removes: a fit on 50 points takes {overhead:.2f} s; "
-         "the `minus per-call overhead` ratio subtracts it (shown only where apricot takes more than "
+         "the `minus per-call overhead` ratio subtracts it (shown only where apricot takes more "
+         "than "
          "twice that)."),
         ("- Objectives are all evaluated with sk_crust's `objective` on its own similarity "
          "`d0 - d_ij` (euclidean `d`), as ratios to ours lazy. apricot maximises the same form on "
@@ -398,7 +405,8 @@ def markdown(rows, args, facts, vers, overhead, wall):
             "",
             (f"- ours lazy (whole selection) {fmt(h['our_lazy'])} s; apricot lazy "
              f"{fmt(h.get('apricot_lazy'))} s: **{cell(h, 'r_apricot')}** faster "
-             f"({cell(h, 'r_apricot_net')} without apricot's per-call compilation). Target >= 10x."),
+             f"({cell(h, 'r_apricot_net')} without apricot's per-call compilation). Target >= "
+             f"10x."),
             f"- lazy == naive greedy (same set, same order): {cell(h, 'lazy_equals_naive')}.",
             (f"- whole selection / distance matrix: **{cell(h, 'r_floor')}** (target <= 2x); "
              f"the lazy greedy alone takes {fmt(h['lazy_opt'])} s vs {fmt(h['dist'])} s for the "

@@ -39,7 +39,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-
 from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
 from skorch.utils import is_dataset, to_numpy
-from sklearn.utils.validation import check_consistent_length, column_or_1d, validate_data
 from torch.utils.data import default_collate
 
 from ._batches import IndexBatches, SliceBatches, fast_path_kwargs, in_memory
@@ -348,7 +348,7 @@ class CrustClassifier(NeuralNetClassifier):
                 torch.manual_seed(self.random_state)
             else:
                 torch.set_rng_state(state[0])
-                for device, device_state in zip(devices, state[1]):
+                for device, device_state in zip(devices, state[1], strict=True):
                     torch.cuda.set_rng_state(device_state, device)
             try:
                 yield

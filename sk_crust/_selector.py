@@ -17,17 +17,26 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils import TransformerTags
 from sklearn.model_selection import check_cv, cross_val_predict
-from sklearn.utils import check_random_state
+from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._engine import (METRICS, OPTIMIZERS, WEIGHTS, center_distances, medoid_distances,
-                      parse_memory_budget, select_groups)
-from ._noise_estimation import (_confident_joint_noise, auto_fraction,
-                                estimate_noise_rate_from_features)
+from ._engine import (
+    METRICS,
+    OPTIMIZERS,
+    WEIGHTS,
+    center_distances,
+    medoid_distances,
+    parse_memory_budget,
+    select_groups,
+)
+from ._noise_estimation import (
+    _confident_joint_noise,
+    auto_fraction,
+    estimate_noise_rate_from_features,
+)
 from ._reporting import selector_label_issues
 
 if TYPE_CHECKING:
@@ -430,13 +439,14 @@ class CrustSelector(_BaseSelection):
         """Turn per-class (local) results into dataset-level fitted attributes."""
         n = G.shape[0]
         offsets = np.cumsum([0] + [len(r.indices) for r in results])
-        self.indices_ = np.concatenate([rows[r.indices] for rows, r in zip(groups, results)])
+        self.indices_ = np.concatenate(
+            [rows[r.indices] for rows, r in zip(groups, results, strict=True)])
         self.weights_ = np.concatenate([r.weights for r in results])
         self.gains_ = np.concatenate([r.gains for r in results])
         self.class_objectives_ = np.array([r.objective for r in results])
         self.objective_ = float(self.class_objectives_.sum())
         self.labels_ = np.empty(n, dtype=np.intp)
-        for rows, r, off in zip(groups, results, offsets):
+        for rows, r, off in zip(groups, results, offsets, strict=True):
             self.labels_[rows] = r.assignment + off
         self.sample_weight_ = np.zeros(n, dtype=np.float64)
         self.sample_weight_[self.indices_] = self.weights_

@@ -6,23 +6,21 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from skorch import NeuralNetClassifier
-from skorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
-from skorch.dataset import Dataset, ValidSplit
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
+from skorch.dataset import Dataset, ValidSplit
 from torch.utils.data import DataLoader
 
-from sk_crust import CoresetCleanFraction, CrustClassifier, add_label_noise
-from sk_crust import _classifier
+from sk_crust import CoresetCleanFraction, CrustClassifier, _classifier, add_label_noise
 from sk_crust._classifier import PRESETS
 from sk_crust._mixup import BatchPlan as _BatchPlan
 from sk_crust._selector import CrustSelector
 from sk_crust.modules import MLP, SmallCNN
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -12,7 +12,6 @@ import threadpoolctl
 from sk_crust import CrustSampler, CrustSelector
 from sk_crust._engine import _rules, dense_bytes, parse_memory_budget
 from sk_crust._engine import select_group as select_group_auto
-from sk_crust._engine._blocked import radius_counts as blocked_radius_counts
 from sk_crust._engine._blocked import select_group_blocked
 from sk_crust._engine._dense import radius_counts
 from sk_crust._engine._dense import select_group_dense as select_group
@@ -260,7 +259,7 @@ def test_selector_partitions_run_greedi_per_class():
     # can round differently in the last bit and flip a near-tie: compare with one thread here.
     limit = threadpoolctl.threadpool_limits(1)
     seeds = np.random.RandomState(7).randint(np.iinfo(np.int32).max, size=2)
-    for c, (rows, seed) in enumerate(zip([np.arange(900), np.arange(900, 1500)], seeds)):
+    for rows, seed in zip([np.arange(900), np.arange(900, 1500)], seeds, strict=True):
         # Each class is exactly select_group_greedi on its points with that class's seed.
         ref = select_group_greedi(X[rows], len(rows) // 10, partitions=4, optimizer="lazy",
                                   memory_budget=1 << 30, random_state=int(seed))

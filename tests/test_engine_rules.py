@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from sk_crust._engine import ENGINES, _rules, select_group
-from sk_crust._engine._rules import (Cover, coreset_weights, finalize, fold_rows,
-                                     stochastic_sample_size)
+from sk_crust._engine._rules import (
+    Cover,
+    coreset_weights,
+    finalize,
+    fold_rows,
+    stochastic_sample_size,
+)
 
 
 def _rows(b, n, seed=0):

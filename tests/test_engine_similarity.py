@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from sk_crust._engine import _similarity
-from sk_crust._engine._similarity import (Points, finish_distances, medoid_distances,
-                                          pairwise_distances, unit_rows)
+from sk_crust._engine._similarity import (
+    Points,
+    finish_distances,
+    medoid_distances,
+    pairwise_distances,
+    unit_rows,
+)
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])

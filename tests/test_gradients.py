@@ -6,8 +6,13 @@ import torch
 from torch import nn
 
 from sk_crust._gradients import (
-    capture_layer, gradient_features, last_linear, logit_residual, penultimate_gradient,
-    proba_residual)
+    capture_layer,
+    gradient_features,
+    last_linear,
+    logit_residual,
+    penultimate_gradient,
+    proba_residual,
+)
 from sk_crust.modules import MLP, SmallCNN
 
 

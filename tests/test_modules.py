@@ -41,7 +41,8 @@ def test_mlp_accepts_numpy_ints():
     (dict(n_features=0, n_classes=2), "n_features=0 is not valid"),
     (dict(n_features=3, n_classes=2.5), "n_classes=2.5 is not valid"),
     (dict(n_features=3, n_classes=2, hidden=(0,)), "hidden widths=0 is not valid"),
-    (dict(n_features=3, n_classes=2, dropout=1.0), r"dropout=1.0 is not valid: pass a float in \[0, 1\)"),
+    (dict(n_features=3, n_classes=2, dropout=1.0),
+     r"dropout=1.0 is not valid: pass a float in \[0, 1\)"),
 ])
 def test_mlp_invalid(kwargs, message):
     with pytest.raises(ValueError, match=message):

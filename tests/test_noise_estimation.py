@@ -92,7 +92,8 @@ def test_geometric_estimate_is_rough_but_ordered(digits_gradients):
     assert estimate_noise_rate_geometric(np.zeros((2, 2)), np.zeros(2, dtype=int)) == 0.0
 
 
-@pytest.mark.parametrize("rate, expected", [(0.3, 0.7), (0.0, 1.0), (0.05, 0.95), (0.95, 0.1), (1.0, 0.1)])
+@pytest.mark.parametrize("rate, expected",
+                         [(0.3, 0.7), (0.0, 1.0), (0.05, 0.95), (0.95, 0.1), (1.0, 0.1)])
 def test_auto_fraction_clips(rate, expected):
     assert auto_fraction(rate) == pytest.approx(expected)
 

@@ -26,7 +26,6 @@ from sklearn.preprocessing import StandardScaler
 
 from sk_crust import CoresetReport, CrustSampler, CrustSelector, add_label_noise, coreset_report
 from sk_crust._engine import center_distances, medoid_distances
-from sk_crust._noise_estimation import auto_fraction
 
 pd = pytest.importorskip("pandas")
 

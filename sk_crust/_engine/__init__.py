@@ -125,7 +125,7 @@ def select_groups(X: np.ndarray, groups: list[np.ndarray], budgets, seeds, *, en
     if engine == "torch":
         return [select_group(X[rows], int(b), engine="torch", device=device,
                              memory_budget=memory_budget, random_state=int(seed), **params)
-                for rows, b, seed in zip(groups, budgets, seeds)]
+                for rows, b, seed in zip(groups, budgets, seeds, strict=True)]
     tasks = (delayed(select_group)(X[rows], int(b), engine=engine, memory_budget=memory_budget,
                                    random_state=int(seed), **params)
              for rows, b, seed in zip(groups, budgets, seeds, strict=True))

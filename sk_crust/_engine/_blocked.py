@@ -19,8 +19,15 @@ from __future__ import annotations
 import numpy as np
 
 from ._dense import row_gains
-from ._rules import (Cover, GroupSelection, as_generator, finalize, fold_rows,
-                     stochastic_greedy, stochastic_sample_size)
+from ._rules import (
+    Cover,
+    GroupSelection,
+    as_generator,
+    finalize,
+    fold_rows,
+    stochastic_greedy,
+    stochastic_sample_size,
+)
 from ._similarity import Points, similarity_rows
 
 # Above this many float32 values, the candidates' similarity rows are not kept between the gain

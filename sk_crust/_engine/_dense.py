@@ -17,9 +17,19 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _rules
-from ._rules import (OPTIMIZERS, Cover, GroupSelection, as_generator, compiled, finalize,
-                     fold_rows, radius_threshold, stochastic_greedy, stochastic_sample_size)
-from ._similarity import Points, ROW_BLOCK, objective, similarity_matrix
+from ._rules import (
+    OPTIMIZERS,
+    Cover,
+    GroupSelection,
+    as_generator,
+    compiled,
+    finalize,
+    fold_rows,
+    radius_threshold,
+    stochastic_greedy,
+    stochastic_sample_size,
+)
+from ._similarity import ROW_BLOCK, Points, objective, similarity_matrix
 
 __all__ = ["DENSE_OPTIMIZERS", "FacilityLocationResult", "dense_bytes", "fits_dense", "greedy_lazy",
            "greedy_naive", "greedy_stochastic", "nearest_selected", "objective", "radius_counts",

@@ -119,8 +119,9 @@ def select_group_greedi(X: np.ndarray, k: int, *, partitions: int = 4, optimizer
         delayed(select_part)(X[p], min(k, p.size), optimizer=optimizer, metric=metric,
                              epsilon=epsilon, random_state=seed,
                              memory_budget=memory_budget, block_rows=block_rows)
-        for p, seed in zip(parts, part_seeds))
-    return greedi_merge(X, k, [p[local] for p, local in zip(parts, picked)], weights=weights,
+        for p, seed in zip(parts, part_seeds, strict=True))
+    partials = [p[local] for p, local in zip(parts, picked, strict=True)]
+    return greedi_merge(X, k, partials, weights=weights,
                         metric=metric, epsilon=epsilon, radius=radius, random_state=merge_seed,
                         block_rows=block_rows, d0=d0, method=f"greedi-{partitions}")
 
@@ -135,9 +136,10 @@ def select_groups_greedi(X: np.ndarray, groups: list[np.ndarray], budgets, seeds
     group too large for one worker is spread over all workers (or a Dask cluster). Each group
     gets exactly :func:`select_group_greedi`'s result on its rows with its seed.
     """
-    plans = [greedi_plan(len(rows), partitions, int(seed)) for rows, seed in zip(groups, seeds)]
+    plans = [greedi_plan(len(rows), partitions, int(seed))
+             for rows, seed in zip(groups, seeds, strict=True)]
     tasks = [(c, part, part_seed) for c, (parts, part_seeds, _) in enumerate(plans)
-             for part, part_seed in zip(parts, part_seeds)]
+             for part, part_seed in zip(parts, part_seeds, strict=True)]
     picked = Parallel(n_jobs=n_jobs)(
         delayed(select_part)(X[groups[c][part]], min(int(budgets[c]), part.size),
                              optimizer=optimizer, metric=metric, epsilon=epsilon,
@@ -145,10 +147,10 @@ def select_groups_greedi(X: np.ndarray, groups: list[np.ndarray], budgets, seeds
                              block_rows=None)
         for c, part, part_seed in tasks)
     partials: list[list[np.ndarray]] = [[] for _ in groups]
-    for (c, part, _), local in zip(tasks, picked):
+    for (c, part, _), local in zip(tasks, picked, strict=True):
         partials[c].append(part[local])
     return Parallel(n_jobs=n_jobs)(
         delayed(greedi_merge)(X[rows], int(b), partial, weights=weights, metric=metric,
                               epsilon=epsilon, radius=radius, random_state=plan[2],
                               method=f"greedi-{partitions}")
-        for rows, b, partial, plan in zip(groups, budgets, partials, plans))
+        for rows, b, partial, plan in zip(groups, budgets, partials, plans, strict=True))

@@ -38,10 +38,23 @@ import math
 import numpy as np
 import torch
 
-from ._rules import (OPTIMIZERS, Cover, GroupSelection, as_generator, finalize, radius_threshold,
-                     stochastic_greedy, stochastic_sample_size)
-from ._similarity import (aligned_float32, d0_from_radius, finish_distances, unit_rows,
-                          zero_self_distances)
+from ._rules import (
+    OPTIMIZERS,
+    Cover,
+    GroupSelection,
+    as_generator,
+    finalize,
+    radius_threshold,
+    stochastic_greedy,
+    stochastic_sample_size,
+)
+from ._similarity import (
+    aligned_float32,
+    d0_from_radius,
+    finish_distances,
+    unit_rows,
+    zero_self_distances,
+)
 
 # Candidates whose gains one refresh of the lazy greedy evaluates together.
 _LAZY_BATCH = 32
