@@ -446,7 +446,7 @@ class CrustSelector(_BaseSelection):
         self.class_objectives_ = np.array([r.objective for r in results])
         self.objective_ = float(self.class_objectives_.sum())
         self.labels_ = np.empty(n, dtype=np.intp)
-        for rows, r, off in zip(groups, results, offsets, strict=True):
+        for rows, r, off in zip(groups, results, offsets[:-1], strict=True):
             self.labels_[rows] = r.assignment + off
         self.sample_weight_ = np.zeros(n, dtype=np.float64)
         self.sample_weight_[self.indices_] = self.weights_
