@@ -73,7 +73,7 @@ def _fit(config: dict, X, y):
 
     selector = CrustSelector(k=config["fraction"], optimizer=config["optimizer"],
                              memory_budget=config["budget"], n_jobs=config["n_jobs"],
-                             random_state=0)
+                             device=config.get("device"), random_state=0)
     if config["backend"] != "dask":
         start = time.perf_counter()
         selector.fit(X, y)
@@ -82,7 +82,7 @@ def _fit(config: dict, X, y):
     from dask import distributed
 
     start = time.perf_counter()
-    cluster = distributed.LocalCluster(n_workers=config["n_jobs"], threads_per_worker=1,
+    cluster = distributed.LocalCluster(n_workers=config["n_jobs"] or 2, threads_per_worker=1,
                                        processes=True, dashboard_address=None,
                                        host="127.0.0.1", memory_limit=0)
     client = distributed.Client(cluster)
@@ -119,6 +119,7 @@ def child(config: dict) -> dict:
     import threadpoolctl
 
     X, y = make_data(config["n"], config["d"], config["classes"])
+    # blas_threads None: the library's defaults (with n_jobs=None it limits BLAS per thread).
     with threadpoolctl.threadpool_limits(config["blas_threads"]):
         selector, seconds, cluster_seconds = _fit(config, X, y)
     record = dict(seconds=seconds, cluster_seconds=cluster_seconds,
@@ -282,6 +283,10 @@ def targets_section(records: list[dict], objective_records: list[dict]) -> list[
     return lines
 
 
+def _n_jobs(value: str) -> int | None:
+    return None if value.lower() == "none" else int(value)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -295,7 +300,14 @@ def main(argv: list[str] | None = None) -> None:
                         choices=["stochastic", "centrality", "lazy"])
     parser.add_argument("--budget", default="1GiB",
                         help="memory_budget of CrustSelector (default 1GiB, its default)")
-    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--n-jobs", type=_n_jobs, default=2,
+                        help="CrustSelector's n_jobs (processes); 'none' = its default "
+                             "(classes on threads, one per core)")
+    parser.add_argument("--defaults", action="store_true",
+                        help="CrustSelector's default parameters: n_jobs=None and no BLAS limit "
+                             "(the run a user who sets nothing gets)")
+    parser.add_argument("--device", default=None,
+                        help="selection device (e.g. cuda); default: the CPU engine")
     parser.add_argument("--dask-sizes", nargs="+", type=int, default=None, metavar="N",
                         help="sizes also run on a Dask LocalCluster (k = the smallest fraction, "
                              "the first optimizer; default: the largest of --sizes)")
@@ -312,7 +324,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.quick:
         args.sizes = [100_000]
-    base = dict(d=args.dims, classes=args.classes, n_jobs=args.n_jobs, blas_threads=1)
+    if args.defaults:
+        args.n_jobs = None
+    base = dict(d=args.dims, classes=args.classes, n_jobs=args.n_jobs,
+                blas_threads=None if args.n_jobs is None else 1, device=args.device)
 
     objective_records = []
     if args.objective_n:
@@ -356,8 +371,10 @@ def main(argv: list[str] | None = None) -> None:
         f"- Command: `{command}`", "",
         f"Data: float32 gaussian mixtures (20 blobs per class), {args.dims} dimensions, "
         f"{args.classes} equal classes; `CrustSelector(k, optimizer, memory_budget="
-        f"{args.budget!r}, n_jobs={args.n_jobs}, random_state=0)`, one BLAS thread per "
-        "process. Each row is one fit in a fresh process; peak memory is the whole process tree "
+        f"{args.budget!r}, n_jobs={args.n_jobs}, device={args.device!r}, random_state=0)`, "
+        + ("classes on threads with one BLAS thread each (the default). "
+           if args.n_jobs is None else "one BLAS thread per process. ")
+        + " Each row is one fit in a fresh process; peak memory is the whole process tree "
         "(parent, joblib or Dask workers) sampled every 0.1 s as the sum of proportional set "
         "sizes (shared pages counted once).", "",
         "## Time and memory", "", *scale_table(records), "",
