@@ -198,6 +198,9 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads for every method (default: torch's, one "
+                             "per core; 1 is steadier on a machine shared with other jobs)")
     parser.add_argument("--fashion-n", type=int, default=60_000)
     parser.add_argument("--quick", action="store_true",
                         help="small data, 8 epochs, 2 repeats: a smoke run")
@@ -208,6 +211,8 @@ def main(argv=None) -> None:
         args.epochs, args.repeats = min(args.epochs, 8), min(args.repeats, 2)
     import torch
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     lines = ["# Training-loop speed: CrustClassifier vs skorch", "",
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python "
              f"benchmarks/training_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
