@@ -16,6 +16,8 @@ __version__ = "0.1.0.dev0"
 _TORCH_NAMES = {
     "CrustClassifier": "._classifier",
     "CoresetCleanFraction": ".callbacks",
+    "GCELoss": ".losses",
+    "SCELoss": ".losses",
     "MLP": ".modules",
     "SmallCNN": ".modules",
 }
