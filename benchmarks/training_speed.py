@@ -32,6 +32,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -217,7 +218,8 @@ def main(argv=None) -> None:
              f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `python "
              f"benchmarks/training_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
              ".", "", f"Machine: {machine()}; torch threads: {torch.get_num_threads()}; "
-             f"device: {args.device}.", "",
+             f"device: {args.device}; load average at start {os.getloadavg()[0]:.1f} (other "
+             "jobs on the machine slow every method alike; the ratios are what to read).", "",
              f"Versions: {versions(['numpy', 'torch', 'skorch', 'sklearn', 'sk_crust'])}.", ""]
     for name in args.cases:
         case = _tabular(args.quick) if name == "tabular" else _fashion(args.quick, args.fashion_n)
