@@ -55,6 +55,10 @@ from .modules import MLP, SmallCNN
 __all__ = ["CrustClassifier", "CoresetCleanFraction", "PRESETS"]
 
 GROUP_BY = ("label", "prediction")
+# The gradient-feature pass batches in-memory rows of at most _SMALL_ROW values by at least
+# _FEATURE_BATCH (a forward of 24,000 x 64 rows: 49 ms in batches of 128, 33 ms of 1024).
+_SMALL_ROW = 1024
+_FEATURE_BATCH = 1024
 MODULES = {"mlp": MLP, "cnn": SmallCNN, "smallcnn": SmallCNN}
 
 #: Values that ``preset`` gives to the parameters left at ``None`` (DESIGN §3).
@@ -668,10 +672,27 @@ class CrustClassifier(NeuralNetClassifier):
 
     def _gradient_features(self, dataset) -> GradientFeatures:
         config = getattr(self, "crust_config_", None) or self._resolve_config()
-        iterator = self.get_iterator(dataset, training=False)
+        iterator = self._feature_iterator(dataset)
         self._set_training(False)
         return _gradient_features(self.infer, (unpack_data(b) for b in iterator), len(dataset),
                                   kind=config["gradient"], module=self.module_)
+
+    def _feature_iterator(self, dataset):
+        """The evaluation iterator of the feature pass, in larger batches for small rows.
+
+        Without a user ``iterator_valid__batch_size``, in-memory rows of at most
+        ``_SMALL_ROW`` values go in batches of at least ``_FEATURE_BATCH``: in evaluation mode an
+        example's output does not depend on its batch (up to float rounding), and for tabular
+        rows the per-batch overhead of small batches costs more than the forward pass itself.
+        """
+        kwargs = self.get_params_for("iterator_valid")
+        data = None
+        if "batch_size" not in kwargs and fast_path_kwargs(self.iterator_valid, kwargs):
+            data = in_memory(dataset)
+        if data is None or int(np.prod(data.X.shape[1:])) > _SMALL_ROW:
+            return self.get_iterator(dataset, training=False)
+        batch = len(dataset) if self.batch_size == -1 else max(self.batch_size, _FEATURE_BATCH)
+        return SliceBatches(data, batch)
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
         """Find the batch's coreset weights and draw its mixup partners (once per batch)."""

@@ -553,8 +553,10 @@ def _forced_dataloader(**kwargs):
 def test_index_batches_feed_what_skorch_dataloader_feeds(digits, mixup):
     X, y = digits
     y_noisy = add_label_noise(y, 0.3, random_state=1)[0]
+    # iterator_valid__batch_size: the feature pass then batches as the DataLoader does.
     params = dict(max_epochs=4, warmup_epochs=1, mixup=mixup, verbose=0, random_state=3,
-                  batch_size=48, train_split=ValidSplit(4, stratified=True))
+                  batch_size=48, iterator_valid__batch_size=48,
+                  train_split=ValidSplit(4, stratified=True))
     fast = _Spy("mlp", **params).fit(X, y_noisy)
     slow = _Spy("mlp", **_forced_dataloader(**params)).fit(X, y_noisy)
     from sk_crust._batches import IndexBatches
@@ -648,3 +650,18 @@ def test_select_every_holds_across_partial_fit_on_the_same_data(digits, selector
     net.partial_fit(X[:150], y[:150])  # epoch 7 is not due but the data changed; 8 is due
     ran = [row["epoch"] for row in net.history if not np.isnan(row["selection_objective"])]
     assert ran == [2, 5, 7, 8]
+
+
+def test_feature_pass_batches_small_rows_by_a_thousand(digits):
+    from sk_crust._batches import SliceBatches
+
+    X, y = digits
+    net = _net(max_epochs=1, batch_size=32).fit(X, y)
+    dataset = net.get_dataset(X, y)
+    iterator = net._feature_iterator(dataset)
+    assert isinstance(iterator, SliceBatches) and iterator.batch_size == 1024
+    G = net.gradient_features(X, y).features
+    # The user's batch size is kept; the features agree up to float rounding.
+    same = _net(max_epochs=1, batch_size=32, iterator_valid__batch_size=32).fit(X, y)
+    assert same._feature_iterator(dataset).batch_size == 32
+    np.testing.assert_allclose(same.gradient_features(X, y).features, G, rtol=1e-5, atol=1e-6)
