@@ -176,14 +176,14 @@ def test_selector_budget_switch_recorded():
     y = np.repeat([0, 1, 2], 300)
     X[300:] += 50.0
     # 4 * 300^2 = 360 kB per class: a 100 kB budget forces the blocked path, 1 MiB does not.
-    tiny = CrustSelector(k=0.2, memory_budget="100kB", random_state=0).fit(X, y)
+    tiny = CrustSelector(k=0.2, optimizer="lazy", memory_budget="100kB", random_state=0).fit(X, y)
     assert tiny.class_methods_.tolist() == ["blocked-stochastic"] * 3
-    roomy = CrustSelector(k=0.2, memory_budget="1MiB", random_state=0).fit(X, y)
+    roomy = CrustSelector(k=0.2, optimizer="lazy", memory_budget="1MiB", random_state=0).fit(X, y)
     assert roomy.class_methods_.tolist() == ["dense-lazy"] * 3
     for sel in (tiny, roomy):
         assert len(sel.indices_) == 180
         assert sel.sample_weight_.sum() == pytest.approx(900)
-    unlimited = CrustSelector(k=0.2, memory_budget=None).fit(X, y)
+    unlimited = CrustSelector(k=0.2, optimizer="lazy", memory_budget=None).fit(X, y)
     np.testing.assert_array_equal(unlimited.indices_, roomy.indices_)
     central = CrustSelector(k=0.2, optimizer="centrality", memory_budget=1000).fit(X, y)
     assert central.class_methods_.tolist() == ["blocked-centrality"] * 3
@@ -191,14 +191,16 @@ def test_selector_budget_switch_recorded():
     np.testing.assert_array_equal(central.indices_, dense_central.indices_)
     # Mixed: only the big class goes blocked.
     y_mixed = np.r_[np.zeros(800, dtype=int), np.ones(100, dtype=int)]
-    mixed = CrustSelector(k=0.2, memory_budget=200_000, random_state=0).fit(X, y_mixed)
+    mixed = CrustSelector(k=0.2, optimizer="lazy", memory_budget=200_000,
+                          random_state=0).fit(X, y_mixed)
     assert mixed.class_methods_.tolist() == ["blocked-stochastic", "dense-lazy"]
 
 
 def test_sampler_passes_memory_budget():
     X = _blobs(400, d=6, seed=6)
     y = np.repeat([0, 1], 200)
-    sampler = CrustSampler(k=0.3, features="X", memory_budget="10kB", random_state=0)
+    sampler = CrustSampler(k=0.3, features="X", optimizer="lazy", memory_budget="10kB",
+                           random_state=0)
     X_res, _ = sampler.fit_resample(X, y)
     assert sampler.selector_.memory_budget == "10kB"
     assert sampler.selector_.class_methods_.tolist() == ["blocked-stochastic"] * 2
@@ -253,7 +255,7 @@ def test_dask_backend_matches_local():
 def test_selector_partitions_run_greedi_per_class():
     X = np.concatenate([_blobs(900, seed=1), _blobs(600, seed=2)])
     y = np.repeat(["a", "b"], [900, 600])
-    sel = CrustSelector(k=0.1, partitions=4, random_state=7, n_jobs=2).fit(X, y)
+    sel = CrustSelector(k=0.1, optimizer="lazy", partitions=4, random_state=7, n_jobs=2).fit(X, y)
     assert sel.class_methods_.tolist() == ["greedi-4", "greedi-4"]
     # joblib workers run one BLAS thread, and a matrix product made with another thread count
     # can round differently in the last bit and flip a near-tie: compare with one thread here.
@@ -269,7 +271,7 @@ def test_selector_partitions_run_greedi_per_class():
         S, _ = similarity_matrix(X[rows])
         exact = select_group(X[rows], len(rows) // 10, optimizer="lazy")
         assert objective(S, ref.indices) >= 0.95 * objective(S, exact.indices)
-    single = CrustSelector(k=0.1, partitions=4, random_state=7).fit(X, y)
+    single = CrustSelector(k=0.1, optimizer="lazy", partitions=4, random_state=7).fit(X, y)
     limit.unregister()
     np.testing.assert_array_equal(sel.indices_, single.indices_)
 

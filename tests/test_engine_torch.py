@@ -114,8 +114,8 @@ def test_sampler_passes_the_device_on():
     from sklearn.datasets import make_classification
 
     X, y = make_classification(n_samples=200, random_state=0)
-    ours = CrustSampler(k=0.5, random_state=0, device="cuda").fit(X, y)
-    ref = CrustSampler(k=0.5, random_state=0).fit(X, y)
+    ours = CrustSampler(k=0.5, optimizer="lazy", random_state=0, device="cuda").fit(X, y)
+    ref = CrustSampler(k=0.5, optimizer="lazy", random_state=0).fit(X, y)
     assert ours.selector_.device == "cuda"
     assert set(ours.selector_.class_methods_) == {"cpu-dense-lazy"}
     np.testing.assert_array_equal(ours.sample_indices_, ref.sample_indices_)
@@ -147,7 +147,7 @@ def test_cuda_without_cuda_says_so():
 def test_cpu_device_and_cpu_tensors_use_the_numpy_engine():
     G, y = _blobs(200), np.repeat([0, 1], 100)
     for device in ("cpu", torch.device("cpu"), None):
-        selector = CrustSelector(k=0.1, device=device).fit(torch.from_numpy(G), y)
+        selector = CrustSelector(k=0.1, optimizer="lazy", device=device).fit(torch.from_numpy(G), y)
         assert set(selector.class_methods_) == {"dense-lazy"}
 
 

@@ -71,7 +71,7 @@ def test_one_class_needs_features_X_for_gradients():
     G, _ = _data()
     with pytest.raises(ValueError, match="needs at least 2 classes.*features='X'"):
         CrustSampler(cv=3).fit_resample(G, np.zeros(len(G)))
-    X_res, _ = CrustSampler(features="X").fit_resample(G, np.zeros(len(G)))
+    X_res, _ = CrustSampler(k=0.5, features="X").fit_resample(G, np.zeros(len(G)))
     assert len(X_res) == 20
 
 
@@ -152,7 +152,7 @@ def test_sparse_features_for_selector():
 
 def test_sparse_X_for_sampler():
     G, y = _data()
-    X_res, _ = CrustSampler(cv=3, random_state=0).fit_resample(sp.csr_matrix(G), y)
+    X_res, _ = CrustSampler(k=0.5, cv=3, random_state=0).fit_resample(sp.csr_matrix(G), y)
     assert sp.issparse(X_res) and X_res.shape == (20, 3)
     with pytest.raises(ValueError, match="features='X' needs dense X"):
         CrustSampler(features="X").fit_resample(sp.csr_matrix(G), y)
@@ -227,8 +227,9 @@ def test_add_label_noise_invalid_inputs():
 
 def test_dataset_over_the_memory_budget():
     G, y = _data(n=400)
-    dense = CrustSelector(k=0.1, random_state=0).fit(G, y)
-    blocked = CrustSelector(k=0.1, random_state=0, memory_budget=10_000).fit(G, y)
+    dense = CrustSelector(k=0.1, optimizer="lazy", random_state=0).fit(G, y)
+    blocked = CrustSelector(k=0.1, optimizer="lazy", random_state=0,
+                            memory_budget=10_000).fit(G, y)
     assert list(dense.class_methods_) == ["dense-lazy"] * 2
     assert list(blocked.class_methods_) == ["blocked-stochastic"] * 2
     assert len(blocked.indices_) == len(dense.indices_)
