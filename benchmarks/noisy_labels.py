@@ -40,7 +40,6 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
@@ -124,6 +123,8 @@ def noisy_labels(y_train, noise: str, seed: int):
 # --------------------------------------------------------------------------- methods
 def _random_subset_class():
     from sk_crust import CrustClassifier
+    from sk_crust._mixup import MIXUPS
+    from sk_crust._run import Coreset
 
     class RandomSubsetClassifier(CrustClassifier):
         """CrustClassifier whose selection step draws a random subset of each noisy class.
@@ -142,15 +143,17 @@ def _random_subset_class():
                 size = max(1, int(round(fraction * len(members))))
                 picks.append(self._rng_.choice(members, size=size, replace=False))
             indices = np.sort(np.concatenate(picks))
-            weights = np.zeros(run.n)
+            weights = np.zeros(run.n, dtype=np.float32)
             weights[indices] = 1.0
-            selector = SimpleNamespace(indices_=indices, sample_weight_=weights,
-                                       labels_=np.arange(len(indices)), weights_=np.ones(
-                                           len(indices)), objective_=float("nan"))
-            run.use_coreset(selector, self.crust_config_["mixup"])
+            # No clusters here: "class" mixup (partners of the same noisy label) is the only
+            # variant that applies; the method runs with mixup="none".
+            mixup = self.crust_config_["mixup"]
+            partners = None if mixup == "none" else MIXUPS["class"].partners(indices, None, run.y)
+            self._coreset_ = Coreset(indices, weights, partners, run.key)
+            run.use(self._coreset_)
             self.coreset_indices_ = run.fit_index[indices]
-            self.coreset_weights_ = selector.weights_
-            return float("nan")
+            self.coreset_weights_ = np.ones(len(indices))
+            return float("nan"), 0.0
 
     return RandomSubsetClassifier
 
