@@ -274,9 +274,11 @@ class CrustSelector(_BaseSelection):
         Radius of ``weights="radius"``.
     n_jobs : int, default=None
         Classes processed at once by joblib processes, as in scikit-learn. ``None`` uses the
-        machine without processes: the classes run on threads (one per core, at most one per
-        class, and no more than ``memory_budget`` allows for the largest class at once), each
-        with one BLAS thread; the selection is the same as with ``n_jobs=1``. Inside a
+        machine without processes: classes that fit ``memory_budget`` run on threads (one per
+        core, at most one per class, and no more than the budget allows for the largest class
+        at once), each with one BLAS thread; the selection is the same as with ``n_jobs=1``.
+        When a class is over the budget (the blocked path), classes run one after another with
+        multi-threaded BLAS, as with ``n_jobs=1``. Inside a
         ``joblib.parallel_config`` context (e.g. Dask), the context decides.
     random_state : int, RandomState instance or None, default=None
         Seeds ``optimizer="stochastic"`` (and the blocked path, see ``memory_budget``); each

@@ -331,3 +331,12 @@ def test_default_sampler_beats_plain_at_40_percent_noise_and_keeps_clean_data():
 
     assert score(y_noisy, True) >= score(y_noisy, False) + 0.03
     assert score(y_train, True) >= score(y_train, False) - 0.01
+
+
+def test_default_threads_leave_blocked_classes_sequential():
+    from sk_crust._engine import default_threads
+    from sk_crust._engine._dense import dense_bytes
+
+    budget = dense_bytes(1000, 8)
+    assert default_threads([1000, 5000], 8, budget, "auto") == 1  # one class goes blocked
+    assert default_threads([1000, 1000], 8, None, "blocked") == 1
