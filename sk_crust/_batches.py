@@ -108,8 +108,9 @@ class IndexBatches:
 class SliceBatches:
     """Evaluation batches in dataset order, like a non-shuffling ``DataLoader``.
 
-    Without a ``Subset`` the batches are views of ``X`` (no copy at all). A dataset without
-    targets yields skorch's placeholder (a float tensor of zeros of shape ``(batch, 1)``).
+    Without a ``Subset`` a batch is one contiguous slice of ``X`` (copied, so that a module that
+    works in place cannot change the caller's data). A dataset without targets yields skorch's
+    placeholder (a float tensor of zeros of shape ``(batch, 1)``).
     """
 
     def __init__(self, data: InMemory, batch_size: int, drop_last: bool = False):
@@ -126,7 +127,9 @@ class SliceBatches:
         for start in range(0, len(self) * size, size):
             stop = min(start + size, len(data.rows))
             if data.contiguous:
-                Xb = data.X[start:stop]
+                # A copy, as default_collate makes: a module that works on its input in place
+                # must not change the caller's X.
+                Xb = data.X[start:stop].clone()
                 yb = None if data.y is None else data.y[start:stop]
             else:
                 index = torch.from_numpy(data.rows[start:stop])

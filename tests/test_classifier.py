@@ -665,3 +665,20 @@ def test_feature_pass_batches_small_rows_by_a_thousand(digits):
     same = _net(max_epochs=1, batch_size=32, iterator_valid__batch_size=32).fit(X, y)
     assert same._feature_iterator(dataset).batch_size == 32
     np.testing.assert_allclose(same.gradient_features(X, y).features, G, rtol=1e-5, atol=1e-6)
+
+
+def test_a_module_working_in_place_does_not_change_the_callers_X(digits):
+    class InPlace(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 10)
+
+        def forward(self, X):
+            return self.linear(X.mul_(2.0))  # in place on its input
+
+    X, y = digits
+    X = X.copy()
+    before = X.copy()
+    net = _net(InPlace, max_epochs=2).fit(X, y)
+    net.predict_proba(X)
+    np.testing.assert_array_equal(X, before)
