@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
-from noisy_labels import _stats, read_records
+from noisy_labels import _random_subset_class, _stats, read_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_TRAIN = 3000  # training rows per fit, at most (stratified subsample)
@@ -169,38 +169,6 @@ def noisy_labels(y_train, noise: str, seed: int):
 
 
 # --------------------------------------------------------------------------- methods
-def _random_subset_class():
-    """CrustClassifier whose selection step draws a random half of each noisy class.
-
-    Written against the current private selection hook (``_select(run)`` returning the objective
-    and the feature seconds, the coreset handed over with ``run.use``); everything else (warm-up,
-    schedule, weighted loss, iterator) is the classifier's own. No mixup, uniform weights.
-    """
-    from sk_crust import CrustClassifier
-    from sk_crust._run import Coreset
-
-    class RandomSubsetClassifier(CrustClassifier):
-        def _select(self, run):
-            start = time.perf_counter()
-            run.y = self._gradient_features(run.dataset).y  # labels by position
-            seconds = time.perf_counter() - start
-            picks = []
-            for c in np.unique(run.y):
-                members = np.flatnonzero(run.y == c)
-                size = max(1, int(round(0.5 * len(members))))
-                picks.append(self._rng_.choice(members, size=size, replace=False))
-            positions = np.sort(np.concatenate(picks))
-            weights = np.zeros(run.n, dtype=np.float32)
-            weights[positions] = 1.0
-            self._coreset_ = Coreset(positions, weights, None, run.key)
-            run.use(self._coreset_)
-            self.coreset_indices_ = run.fit_index[positions]
-            self.coreset_weights_ = np.ones(len(positions))
-            return float("nan"), seconds
-
-    return RandomSubsetClassifier
-
-
 def make_estimator(method: str, dataset: str, epochs: int, seed: int, y_true):
     """The estimator for one method; every one uses the same module, optimizer, batch, epochs."""
     import torch
