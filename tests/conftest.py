@@ -43,3 +43,27 @@ def noisy_digits_split():
         return X_train, X_test, y_train, y_test, y_noisy
 
     return split
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """All of sklearn's digits, standardised, float32 (modules may define their own)."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_digits(return_X_y=True)
+    return StandardScaler().fit_transform(X).astype(np.float32), y
+
+
+@pytest.fixture(scope="session")
+def digits_gradients(digits):
+    """Out-of-fold gradient features of digits with 30% symmetric noise: ``G, y_noisy, y``."""
+    import numpy as np
+
+    from sk_crust import CrustSampler, add_label_noise
+
+    X, y = digits
+    y_noisy = np.asarray(add_label_noise(y, 0.3, random_state=0)[0])
+    sampler = CrustSampler(k=0.5, random_state=0).fit(X, y_noisy)
+    return sampler.gradients_, y_noisy, y

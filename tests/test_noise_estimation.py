@@ -19,29 +19,13 @@ noise; see docs/user_guide.rst), with a margin:
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.preprocessing import StandardScaler
 
 from sk_crust import CrustSampler, CrustSelector, add_label_noise, estimate_noise_rate
 from sk_crust._noise_estimation import auto_fraction, estimate_noise_rate_geometric
 
 
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return StandardScaler().fit_transform(X).astype(np.float32), y
-
-
 def _noisy(y, rate, seed=0):
     return np.asarray(add_label_noise(y, rate, random_state=seed)[0])
-
-
-@pytest.fixture(scope="module")
-def digits_gradients(digits):
-    X, y = digits
-    y_noisy = _noisy(y, 0.3)
-    sampler = CrustSampler(k=0.5, random_state=0).fit(X, y_noisy)
-    return sampler.gradients_, y_noisy, y
 
 
 # --- "auto" sizes --------------------------------------------------------------------------------

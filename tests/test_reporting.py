@@ -21,31 +21,13 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.preprocessing import StandardScaler
 
-from sk_crust import CoresetReport, CrustSampler, CrustSelector, add_label_noise, coreset_report
+from sk_crust import CoresetReport, CrustSelector, coreset_report
 from sk_crust._engine import center_distances, medoid_distances
 
 pd = pytest.importorskip("pandas")
 
 
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return StandardScaler().fit_transform(X).astype(np.float32), y
-
-
-def _noisy(y, rate, seed=0):
-    return np.asarray(add_label_noise(y, rate, random_state=seed)[0])
-
-
-@pytest.fixture(scope="module")
-def digits_gradients(digits):
-    X, y = digits
-    y_noisy = _noisy(y, 0.3)
-    sampler = CrustSampler(k=0.5, random_state=0).fit(X, y_noisy)
-    return sampler.gradients_, y_noisy, y
 
 
 # --- CrustSelector / CrustSampler -----------------------------------------------------------------
