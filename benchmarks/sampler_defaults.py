@@ -20,7 +20,9 @@ Methods (per estimator):
 - ``lazy_auto``, ``cent_auto``: ``k`` = the candidate "auto" rule (below), lazy / centrality;
 - ``cent_auto_w``: ``cent_auto`` with the cluster weights passed as ``sample_weight``
   (``weights="cluster"``, against the unweighted rows that an imblearn pipeline passes, i.e.
-  ``weights="uniform"``).
+  ``weights="uniform"``);
+- ``cent_spread``: ``cent_auto`` with the ``"spread"`` noise estimate (issue 12) instead of the
+  confident joint's total.
 
 The candidate "auto" rule is computed here, not inside the sampler: the 5-fold out-of-fold
 ``predict_proba`` of the sampler's default estimator (``LogisticRegression(max_iter=1000)``,
@@ -104,6 +106,7 @@ CRUST = {  # method: (optimizer, k, pass cluster weights as sample_weight)
     "lazy_auto": ("lazy", "auto", False),
     "cent_auto": ("centrality", "auto", False),
     "cent_auto_w": ("centrality", "auto", True),
+    "cent_spread": ("centrality", "spread", False),
 }
 METHODS = ("plain", "cleanlab", *CRUST)
 LABELS = {"plain": "plain", "cleanlab": "cleanlab CleanLearning",
@@ -111,7 +114,8 @@ LABELS = {"plain": "plain", "cleanlab": "cleanlab CleanLearning",
           "lazy_k50_w": "lazy, k=0.5, cluster weights",
           "cent_k50": "centrality, k=0.5", "cent_k70": "centrality, k=0.7",
           "cent_k90": "centrality, k=0.9", "lazy_auto": "lazy, k=auto",
-          "cent_auto": "centrality, k=auto", "cent_auto_w": "centrality, k=auto, cluster weights"}
+          "cent_auto": "centrality, k=auto", "cent_auto_w": "centrality, k=auto, cluster weights",
+          "cent_spread": "centrality, k=auto (spread estimate)"}
 TIE = 0.01
 
 
@@ -175,8 +179,12 @@ def make_estimator(name: str, seed: int, *, proba: bool = False):
     raise ValueError(f"estimator={name!r} is not valid: pass one of {ESTIMATORS}")
 
 
-def auto_k(X, y):
-    """The candidate rule: k = clip(1 - confident-joint noise rate of LR's OOF proba, 0.1, 1)."""
+def auto_k(X, y, method="confident_joint"):
+    """The candidate rule: k = clip(1 - noise rate of LR's OOF proba, 0.1, 1).
+
+    ``method`` is :func:`sk_crust.estimate_noise_rate`'s: the confident joint (the ``*_auto``
+    rows) or the ``"spread"`` estimate (``cent_spread``, added for issue 12's estimate).
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
@@ -184,7 +192,7 @@ def auto_k(X, y):
 
     proba = cross_val_predict(LogisticRegression(max_iter=1000), X, y, cv=5,
                               method="predict_proba")
-    rate = float(estimate_noise_rate(y, proba))
+    rate = float(estimate_noise_rate(y, proba, method=method))
     return float(np.clip(1.0 - rate, 0.1, 1.0)), rate
 
 
@@ -229,19 +237,20 @@ def run_triple(name: str, noise: str, seed: int, estimators, methods, done) -> l
                                 kept_fraction=float(kept.mean()),
                                 clean_fraction=float(np.mean(y_noisy[kept] == y_train[kept]))))
 
-    auto = None
+    auto = {}
     for m in [m for m in methods if m in CRUST]:
         wanted = [e for e, mm in todo if mm == m]
         if not wanted:
             continue
         optimizer, k, weighted = CRUST[m]
         extra = dict(auto_seconds=0.0)
-        if k == "auto":
-            if auto is None:
+        if k in ("auto", "spread"):
+            if k not in auto:
                 start = time.perf_counter()
-                k_auto, rate = auto_k(Xs, y_noisy)
-                auto = (k_auto, rate, time.perf_counter() - start)
-            k, extra = auto[0], dict(estimated_noise=auto[1], auto_seconds=auto[2])
+                k_auto, rate = auto_k(Xs, y_noisy,
+                                      "spread" if k == "spread" else "confident_joint")
+                auto[k] = (k_auto, rate, time.perf_counter() - start)
+            k, extra = auto[k][0], dict(estimated_noise=auto[k][1], auto_seconds=auto[k][2])
         sampler = CrustSampler(k=k, optimizer=optimizer, random_state=seed, n_jobs=1)
         start = time.perf_counter()
         X_res, y_res = sampler.fit_resample(Xs, y_noisy)

@@ -74,14 +74,18 @@ class Mixup:
 
 
 class ClusterMixup(Mixup):
-    """The paper's mixup: a medoid is mixed with a random member of its cluster, labels too."""
+    """The paper's mixup: a medoid is mixed with a random member of its cluster, labels too.
+
+    An example outside the coreset (trained with ``unselected_weight > 0``) is mixed with a
+    random member of the cluster it belongs to, like its medoid.
+    """
 
     name = "cluster"
     mixes_labels = True
 
     def partners(self, medoids, clusters, y):
-        cluster_of = np.full(len(clusters), -1, dtype=np.intp)
-        cluster_of[medoids] = np.arange(len(medoids))
+        cluster_of = np.asarray(clusters, dtype=np.intp).copy()
+        cluster_of[medoids] = np.arange(len(medoids))  # a medoid is in its own cluster
         return Partners(Groups(clusters), cluster_of)
 
 

@@ -15,11 +15,13 @@ __all__ = ["CoresetCleanFraction"]
 
 
 class CoresetCleanFraction(Callback):
-    """Record, each epoch, the fraction of training examples whose label is correct.
+    """Record, each epoch, the fraction of selected training examples whose label is correct.
 
     For benchmarks with synthetic noise, where the true labels are known. Writes
-    ``coreset_clean_fraction`` and ``coreset_weighted_clean_fraction`` (each example counted with
-    its coreset weight) to every history row; during warm-up this is the clean fraction of the
+    ``coreset_clean_fraction`` (over the coreset's medoids, ``coreset_indices_``) and
+    ``coreset_weighted_clean_fraction`` (over every example the epoch trains on, each counted
+    with its weight: with ``unselected_weight > 0`` the examples outside the coreset count at
+    their lower weight) to every history row; during warm-up both are the clean fraction of the
     whole training split.
 
     Parameters
@@ -59,6 +61,12 @@ class CoresetCleanFraction(Callback):
         rows, weights = samples
         labels = np.asarray(net.classes_)[self.y_noisy_[rows]]
         clean = labels == self.y_true_[rows]
-        net.history.record("coreset_clean_fraction", float(clean.mean()))
         net.history.record("coreset_weighted_clean_fraction",
                            float((weights * clean).sum() / max(weights.sum(), 1e-300)))
+        medoids = getattr(net, "coreset_indices_", None)
+        if medoids is not None and len(medoids) < len(rows):
+            # Examples outside the coreset train too, down-weighted: count the medoids.
+            in_coreset = np.isin(rows, medoids)
+            if in_coreset.any():
+                clean = clean[in_coreset]
+        net.history.record("coreset_clean_fraction", float(clean.mean()))

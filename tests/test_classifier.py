@@ -32,7 +32,9 @@ def digits():
 
 
 def _net(module="mlp", **kwargs):
-    params = dict(max_epochs=4, warmup_epochs=1, train_split=None, verbose=0, random_state=0,
+    # The selection mechanics at a fixed half (the default's size depends on the data).
+    params = dict(coreset_size=0.5, unselected_weight=0.0,
+                  max_epochs=4, warmup_epochs=1, train_split=None, verbose=0, random_state=0,
                   batch_size=64)
     params.update(kwargs)
     return CrustClassifier(module, **params)
@@ -99,7 +101,8 @@ def test_selection_runs_on_scheduled_epochs_only(digits, selectors, warmup, ever
 def test_each_coreset_epoch_trains_once_on_each_coreset_example_with_its_weight(digits,
                                                                                  selectors):
     X, y = digits
-    net = _Spy("mlp", max_epochs=4, warmup_epochs=1, select_every=2, mixup="none",
+    net = _Spy("mlp", coreset_size=0.5, unselected_weight=0.0,
+               max_epochs=4, warmup_epochs=1, select_every=2, mixup="none",
                selection_weights="cluster", train_split=None, verbose=0, random_state=0,
                batch_size=32).fit(X, y)
     assert len(selectors) == 2  # epochs 2 and 4; epoch 3 reuses the coreset of epoch 2
@@ -174,7 +177,8 @@ def _coreset_plans(net):
 def test_cluster_mixup_partners_come_from_the_medoid_cluster(digits, selectors):
     X, y = digits
     y_noisy = add_label_noise(y, 0.3, random_state=0)[0]
-    net = _Spy("mlp", max_epochs=3, warmup_epochs=1, mixup="cluster", group_by="prediction",
+    net = _Spy("mlp", unselected_weight=0.0,
+               max_epochs=3, warmup_epochs=1, mixup="cluster", group_by="prediction",
                coreset_size=0.1,
                selection_optimizer="lazy", train_split=None, verbose=0, random_state=0,
                batch_size=32).fit(X, y_noisy)
@@ -201,7 +205,8 @@ def test_cluster_mixup_partners_come_from_the_medoid_cluster(digits, selectors):
 def test_class_mixup_partners_share_the_noisy_label_from_all_data(digits, selectors):
     X, y = digits
     y_noisy = add_label_noise(y, 0.3, random_state=1)[0]
-    net = _Spy("mlp", max_epochs=4, warmup_epochs=1, mixup="class", mixup_alpha=(1.0, 0.1),
+    net = _Spy("mlp", coreset_size=0.5, unselected_weight=0.0,
+               max_epochs=4, warmup_epochs=1, mixup="class", mixup_alpha=(1.0, 0.1),
                train_split=None, verbose=0, random_state=0, batch_size=32).fit(X, y_noisy)
     outside = 0
     for epoch, x, plan in net.seen_:
@@ -221,7 +226,8 @@ def test_mixup_lambda_distribution(mixup, alpha, beta):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4)).astype(np.float32)
     y = (X[:, 0] > 0).astype(int)
-    net = _Spy("mlp", module__hidden=(8,), max_epochs=25, warmup_epochs=1, mixup=mixup,
+    net = _Spy("mlp", coreset_size=0.5, unselected_weight=0.0,
+               module__hidden=(8,), max_epochs=25, warmup_epochs=1, mixup=mixup,
                mixup_alpha=alpha, train_split=None, verbose=0, random_state=0,
                batch_size=10).fit(X, y)
     lambdas = [plan.lam for _, plan in _coreset_plans(net)]
@@ -231,18 +237,79 @@ def test_mixup_lambda_distribution(mixup, alpha, beta):
 
 def test_no_mixup_feeds_the_raw_rows(digits):
     X, y = digits
-    net = _Spy("mlp", max_epochs=3, warmup_epochs=1, mixup="none", train_split=None, verbose=0,
+    net = _Spy("mlp", coreset_size=0.5, unselected_weight=0.0,
+               max_epochs=3, warmup_epochs=1, mixup="none", train_split=None, verbose=0,
                random_state=0).fit(X, y)
     for x, plan in _coreset_plans(net):
         assert plan.partners is None
         np.testing.assert_array_equal(x.numpy(), X[plan.positions])
 
 
+# ---------------------------------------------------------------- examples outside the coreset
+def _epoch_plans(net, epoch):
+    plans = [plan for e, _, plan in net.seen_ if e == epoch]
+    return (np.concatenate([plan.positions for plan in plans]),
+            np.concatenate([plan.weights.numpy() for plan in plans]), plans)
+
+
+def test_unselected_examples_train_at_a_fraction_of_their_group_medoid_weight(digits,
+                                                                              selectors):
+    X, y = digits
+    net = _Spy("mlp", coreset_size=0.3, unselected_weight=0.25, selection_weights="cluster",
+               mixup="none", max_epochs=2, warmup_epochs=1, train_split=None, verbose=0,
+               random_state=0, batch_size=32).fit(X, y)
+    selector = selectors[-1]
+    positions, weights, _ = _epoch_plans(net, 2)
+    np.testing.assert_array_equal(np.sort(positions), np.arange(len(X)))  # each example once
+    weight_of = np.empty(len(X))
+    weight_of[positions] = weights
+    np.testing.assert_allclose(weight_of[selector.indices_], selector.weights_, rtol=1e-6)
+    is_medoid = np.zeros(len(X), dtype=bool)
+    is_medoid[selector.indices_] = True
+    for label in np.unique(y):
+        mean = selector.weights_[y[selector.indices_] == label].mean()
+        np.testing.assert_allclose(weight_of[~is_medoid & (y == label)], 0.25 * mean,
+                                   rtol=1e-6)
+    np.testing.assert_array_equal(net.coreset_indices_, selector.indices_)  # the medoids only
+    assert net.history[-1, "coreset_size"] == len(X)
+
+
+def test_cluster_mixup_partners_of_unselected_examples_come_from_their_cluster(digits,
+                                                                               selectors):
+    X, y = digits
+    net = _Spy("mlp", coreset_size=0.2, unselected_weight=0.5, mixup="cluster", max_epochs=2,
+               warmup_epochs=1, train_split=None, verbose=0, random_state=0,
+               batch_size=32).fit(X, y)
+    clusters = selectors[-1].labels_
+    _, _, plans = _epoch_plans(net, 2)
+    for plan in plans:
+        np.testing.assert_array_equal(clusters[plan.partners], clusters[plan.positions])
+    assert sum(int(np.sum(plan.partners != plan.positions)) for plan in plans) > len(X) // 2
+
+
+def test_a_coreset_of_everything_is_plain_training(digits, selectors):
+    X, y = digits
+    net = _net(coreset_size=1.0, unselected_weight=0.3).fit(X, y)
+    assert selectors == []  # nothing to select
+    assert np.isnan(net.history[:, "selection_objective"]).all()
+    assert net.history[:, "coreset_size"] == [len(X)] * 4
+    np.testing.assert_array_equal(net.coreset_indices_, np.arange(len(X)))
+
+
+def test_default_keeps_every_example_on_clean_labels(digits):
+    X, y = digits
+    net = CrustClassifier(max_epochs=7, train_split=None, verbose=0, random_state=0).fit(X, y)
+    assert net.crust_config_["coreset_size"] == "auto"
+    assert net.noise_rate_ < 0.03  # no flipped label: the estimate should find (almost) none
+    assert net.history[:, "coreset_size"] == [len(X)] * 7
+
+
 # ---------------------------------------------------------------- presets and validation
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_presets_resolve_at_fit_without_touching_params(digits, preset):
     X, y = digits
-    net = _net(preset=preset, max_epochs=2, warmup_epochs=None)
+    net = _net(preset=preset, max_epochs=2, warmup_epochs=None, coreset_size=None,
+               unselected_weight=None)
     before = net.get_params(deep=False)
     net.fit(X, y)
     expected = dict(PRESETS[preset])
@@ -265,9 +332,10 @@ def test_user_values_override_the_preset(digits):
 
 def test_default_preset_is_the_measured_one():
     assert PRESETS["default"] == dict(
-        coreset_size=0.5, warmup_epochs=5, select_every=1, gradient="logits", group_by="label",
-        selection_optimizer="centrality", selection_weights="uniform", mixup="cluster",
-        mixup_alpha=(1.0, 1.0))
+        coreset_size="auto", unselected_weight=0.0, warmup_epochs=5, select_every=1,
+        gradient="logits", group_by="label", selection_optimizer="centrality",
+        selection_weights="uniform", mixup="cluster", mixup_alpha=(1.0, 1.0))
+    assert PRESETS["paper"]["unselected_weight"] == PRESETS["official"]["unselected_weight"] == 0
     assert PRESETS["paper"]["group_by"] == "prediction"
     assert PRESETS["paper"]["selection_optimizer"] == "lazy"
     assert PRESETS["official"]["mixup_alpha"] == (1.0, 0.1)
@@ -279,6 +347,9 @@ def test_default_preset_is_the_measured_one():
     (dict(coreset_size=0), "coreset_size=0 is not valid"),
     (dict(coreset_size=True), "coreset_size=True is not valid"),
     (dict(coreset_size=1000), "coreset_size=1000 is larger than the 300 training examples"),
+    (dict(unselected_weight=1.5), r"unselected_weight=1.5 is not valid: pass a float in \[0, 1\]"),
+    (dict(unselected_weight=-0.1), "unselected_weight=-0.1 is not valid"),
+    (dict(unselected_weight="0.3"), "unselected_weight='0.3' is not valid"),
     (dict(warmup_epochs=-1), "warmup_epochs=-1 is not valid: pass an int >= 0"),
     (dict(warmup_epochs=1.5), "warmup_epochs=1.5 is not valid"),
     (dict(select_every=0), "select_every=0 is not valid: pass an int >= 1"),

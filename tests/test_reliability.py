@@ -27,7 +27,9 @@ def _data(n=40, d=3, seed=0):
 
 
 def _net(**kwargs):
-    params = dict(max_epochs=2, warmup_epochs=1, train_split=None, verbose=0, random_state=0,
+    # The selection mechanics at a fixed half (the default's size depends on the data).
+    params = dict(coreset_size=0.5, unselected_weight=0.0,
+                  max_epochs=2, warmup_epochs=1, train_split=None, verbose=0, random_state=0,
                   batch_size=32)
     params.update(kwargs)
     return CrustClassifier(**params)

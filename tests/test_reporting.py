@@ -172,7 +172,7 @@ def test_classifier_label_issues_table(classifier_30):
     rows = issues.index.to_numpy()
     np.testing.assert_array_equal(issues["given_label"], y_noisy[rows])
     np.testing.assert_array_equal(issues["predicted_label"], net.predict(X[rows]))
-    assert issues["selected"].sum() == pytest.approx(0.5 * len(X), abs=10)
+    assert issues["selected"].sum() == pytest.approx(net.coreset_fraction_ * len(X), abs=10)
     assert (issues.loc[issues["selected"], "weight"] > 0).all()
 
 
