@@ -9,14 +9,15 @@ by every method, on the same noisy training labels, and scored on the *clean* te
   (monitor the noisy validation accuracy, patience 10, best weights restored);
 - ``random``: a random ``coreset_size`` fraction of each noisy class, redrawn every epoch after the
   same warm-up, uniform weights, no mixup (a subclass that overrides only the selection step);
-- ``crust_default``, ``crust_paper``, ``crust_official``: ``CrustClassifier`` presets;
-- ``crust_default_nomixup``: the default preset with ``mixup="none"``;
-- ``crust_auto``: the default preset with ``coreset_size="auto"`` (1 - the noise rate estimated
-  after warm-up, clipped to [0.1, 1]);
+- ``crust_default``, ``crust_paper``, ``crust_official``: ``CrustClassifier`` presets (the
+  default's ``coreset_size="auto"``: 1 - the noise rate estimated after warm-up, clipped to
+  [0.1, 1]);
+- ``crust_half``: the default before issue 12, ``coreset_size=0.5``;
+- ``crust_half_nomixup``: that with ``mixup="none"``;
 - ``cleanlab``: cleanlab's ``CleanLearning`` wrapping the plain net (3-fold out-of-fold
   probabilities, then a fit on the examples it keeps); skipped with a note if cleanlab is missing;
 - ``crust_k30``, ``crust_k70``, ``crust_k90`` (opt-in): the default preset with a fixed
-  ``coreset_size`` of 0.3, 0.7, 0.9, the sweep against which ``crust_auto`` is judged.
+  ``coreset_size`` of 0.3, 0.7, 0.9, the sweep against which ``"auto"`` is judged.
 
 Each finished fit is appended to a JSONL file (one record per fit: accuracy, per-epoch coreset
 clean fraction, wall time), so a long run can be interrupted and resumed, and the markdown report
@@ -48,16 +49,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("digits", "letter", "fashion")
 NOISE = {"sym0": ("symmetric", 0.0), "sym20": ("symmetric", 0.2), "sym50": ("symmetric", 0.5),
          "sym80": ("symmetric", 0.8), "asym40": ("asymmetric", 0.4)}
-METHODS = ("plain", "plain_es", "random", "crust_default", "crust_default_nomixup",
-           "crust_paper", "crust_official", "crust_auto", "cleanlab",
+METHODS = ("plain", "plain_es", "random", "crust_default", "crust_half", "crust_half_nomixup",
+           "crust_paper", "crust_official", "cleanlab",
            "crust_k30", "crust_k70", "crust_k90")
 # The fixed-size sweep (crust_kNN: the default preset with coreset_size N%) answers whether
 # "auto" matches a tuned coreset_size; it is opt-in (--methods) to keep the default grid short.
 DEFAULT_METHODS = METHODS[:9]
 LABELS = {"plain": "plain", "plain_es": "plain + early stop", "random": "random subset",
-          "crust_default": "CRUST default", "crust_default_nomixup": "CRUST default, no mixup",
+          "crust_default": "CRUST default", "crust_half": "CRUST, coreset_size=0.5 (old default)",
+          "crust_half_nomixup": "CRUST 0.5, no mixup",
           "crust_paper": "CRUST paper", "crust_official": "CRUST official",
-          "crust_auto": "CRUST default, coreset_size='auto'",
           "cleanlab": "cleanlab CleanLearning",
           "crust_k30": "CRUST default, coreset_size=0.3",
           "crust_k70": "CRUST default, coreset_size=0.7",
@@ -185,10 +186,11 @@ def make_estimator(method: str, dataset: str, epochs: int, seed: int, y_true):
                                       callbacks=tracker, **shared)
     if method == "crust_default":
         return CrustClassifier(preset="default", callbacks=tracker, **shared)
-    if method == "crust_default_nomixup":
-        return CrustClassifier(preset="default", mixup="none", callbacks=tracker, **shared)
-    if method == "crust_auto":
-        return CrustClassifier(preset="default", coreset_size="auto", callbacks=tracker, **shared)
+    if method == "crust_half":
+        return CrustClassifier(preset="default", coreset_size=0.5, callbacks=tracker, **shared)
+    if method == "crust_half_nomixup":
+        return CrustClassifier(preset="default", coreset_size=0.5, mixup="none",
+                               callbacks=tracker, **shared)
     if method.startswith("crust_k"):
         return CrustClassifier(preset="default", coreset_size=int(method[7:]) / 100,
                                callbacks=tracker, **shared)
@@ -328,8 +330,8 @@ def render(records: list[dict], out_md: Path, commands: list[str], notes: str = 
         "the mean wall time of one fit (cleanlab: 3 cross-validation fits + 1 final fit).",
         "",
         "Methods: " + "; ".join(f"`{m}` = {LABELS[m]}" for m in METHODS) + ". CRUST (but "
-        "`crust_auto` and `crust_kNN`) and random use coreset_size 0.5; all of them 5 warm-up "
-        "epochs on all data and re-selection every epoch.",
+        "`crust_default` and `crust_kNN`) and random use coreset_size 0.5; all of them 5 "
+        "warm-up epochs on all data and re-selection every epoch.",
         "",
     ]
     if notes:
