@@ -199,11 +199,12 @@ class CrustClassifier(NeuralNetClassifier):
         Resolves every CRUST parameter left at ``None``: ``"paper"`` = the NeurIPS paper (group by
         prediction, logit gradients, exact facility location, cluster weights, cluster mixup);
         ``"official"`` = the authors' code (group by label, penultimate gradients, centrality,
-        radius weights, class mixup with Beta(1, 0.1), warm-up 5), both with ``coreset_size=0.5``; ``"default"`` = what held best across a panel of 14 data
-        sets at every noise level (``benchmarks/results/noise_panel.md``): ``coreset_size=
-        "auto"``, group by label, logit gradients, centrality, uniform weights, cluster mixup
-        with Beta(1, 1). All use ``unselected_weight=0``,
-        ``warmup_epochs=5`` and ``select_every=1``. The resolved values are in ``crust_config_``.
+        radius weights, class mixup with Beta(1, 0.1), warm-up 5), both with
+        ``coreset_size=0.5``; ``"default"`` = what held best across a panel of 14 data sets at
+        every noise level (``benchmarks/results/noise_panel.md``): ``coreset_size="auto"``,
+        group by label, logit gradients, centrality, uniform weights, cluster mixup with
+        Beta(1, 1). All use ``unselected_weight=0``, ``warmup_epochs=5`` and
+        ``select_every=1``. The resolved values are in ``crust_config_``.
     random_state : int or None, default=None
         Seeds the weight initialisation and dropout (on the net's own fork of torch's generator:
         the caller's global torch RNG is left as it was), the selector, the training order and
