@@ -521,11 +521,13 @@ def _accuracy_plot(cells: dict, methods, out_md: Path, epochs: int) -> None:
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False)
     for ax, dataset in zip(axes.ravel(), datasets, strict=False):
         noises = [n for n in NOISE_ORDER if (dataset, n) in cells]
-        for m in methods:
+        for i, m in enumerate(methods):
             means = [_mean(cells[(dataset, n)][m]) if m in cells[(dataset, n)] else np.nan
                      for n in noises]
-            if not np.isnan(means).all():
+            if not np.isnan(means).all():  # controls solid, CRUST rules dashed
                 ax.plot(range(len(noises)), means, marker="o", markersize=3,
+                        color="black" if m == "crust_default" else plt.cm.tab20(i % 20),
+                        linestyle="-" if m in CONTROLS else "--",
                         linewidth=2.2 if m == "crust_default" else 1.0, label=LABELS[m])
         ax.set_xticks(range(len(noises)), noises, fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
