@@ -47,9 +47,10 @@ plain = make_pipeline(StandardScaler(), CrustClassifier(
 plain.fit(X_train, y_noisy)
 print(f"plain, clean test accuracy: {plain.score(X_test, y_test):.3f}")
 
-# coreset_size="auto" estimates the noise rate from the predictions after warm-up. Those
-# predictions' own mistakes count as noise too, so on a hard problem like this one (a plain
-# model reaches ~0.7) it over-estimates, and the coreset is smaller than it needs to be.
+# coreset_size="auto" (the default) estimates the noise rate from the predictions after warm-up,
+# counting only disagreement spread over all the other classes. With 4 classes on a hard problem
+# like this one (a plain model reaches ~0.7) the warm-up model's own confusions are spread too,
+# so it over-estimates, and the coreset is smaller than it needs to be.
 auto = make_pipeline(StandardScaler(), CrustClassifier(
     "mlp", max_epochs=EPOCHS, coreset_size="auto", train_split=None, verbose=0, random_state=0))
 auto.fit(X_train, y_noisy)
