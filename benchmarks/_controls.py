@@ -101,7 +101,7 @@ class CoTeachingLoss(nn.Module):
         self.forget_rate = 0.0
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if logits.shape[1] % 2:  # evaluation: the first network's logits only
+        if not self.training:  # evaluation (skorch sets the mode): the first network's logits
             losses = F.cross_entropy(logits, target, reduction="none")
         else:
             k = logits.shape[1] // 2
