@@ -62,8 +62,12 @@ def label_issues(labels, suspicion, *, selected, weights, columns=None, index=No
     return frame.sort_values("suspicion", ascending=False, kind="stable")
 
 
-def selector_label_issues(selector):
-    """The table of :meth:`CrustSelector.get_label_issues` (see there)."""
+def selector_label_issues(selector, suspicion=None, columns=None):
+    """The table of :meth:`CrustSelector.get_label_issues` (see there).
+
+    ``suspicion`` replaces the selector's (the distance to the class centre) and ``columns`` are
+    added before the selector's own, for :func:`sampler_label_issues`.
+    """
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(selector)
@@ -74,9 +78,17 @@ def selector_label_issues(selector):
     selected = np.zeros(n, dtype=bool)
     selected[selector.indices_] = True
     labels = np.asarray(selector.classes_)[group[selector.labels_]]
-    return label_issues(labels, selector.center_distances_, selected=selected,
-                        weights=selector.sample_weight_,
-                        columns={"medoid_distance": selector.distances_})
+    return label_issues(labels,
+                        selector.center_distances_ if suspicion is None else suspicion,
+                        selected=selected, weights=selector.sample_weight_,
+                        columns={**(columns or {}), "medoid_distance": selector.distances_})
+
+
+def sampler_label_issues(sampler):
+    """The table of :meth:`CrustSampler.get_label_issues` with gradient features (see there)."""
+    norm = np.linalg.norm(np.asarray(sampler.gradients_, dtype=np.float64), axis=1)
+    return selector_label_issues(sampler.selector_, suspicion=norm,
+                                 columns={"gradient_norm": norm})
 
 
 def selection_device(device):

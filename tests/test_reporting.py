@@ -102,6 +102,44 @@ def test_selector_label_issues_not_fitted():
 
 
 # --- coreset_report ------------------------------------------------------------------------------
+def test_sampler_label_issues_rank_by_gradient_norm(noisy_digits_split):
+    from sklearn.metrics import roc_auc_score
+
+    from sk_crust import CrustSampler
+
+    X, _, y_true, _, y_noisy = noisy_digits_split(0.5, 0)
+    sampler = CrustSampler(random_state=0).fit(X, y_noisy)
+    issues = sampler.get_label_issues()
+    assert list(issues.columns) == ["given_label", "gradient_norm", "medoid_distance",
+                                    "selected", "weight", "suspicion"]
+    rows = issues.index.to_numpy()
+    norms = np.linalg.norm(sampler.gradients_, axis=1)
+    np.testing.assert_allclose(issues["suspicion"], norms[rows], rtol=1e-5)
+    assert issues["suspicion"].is_monotonic_decreasing
+    np.testing.assert_array_equal(issues["given_label"], y_noisy[rows])
+    np.testing.assert_array_equal(np.flatnonzero(issues["selected"].sort_index()),
+                                  np.sort(sampler.sample_indices_))
+    # At 50% noise the norm ranks clearly better than the distance to the class centre
+    # (seed 0: AUROC 0.946 against 0.852; at 30% they tie, 0.978 and 0.976).
+    wrong = y_noisy != y_true
+    by_norm = roc_auc_score(wrong, issues["suspicion"].sort_index())
+    by_centre = roc_auc_score(wrong, sampler.selector_.get_label_issues()["suspicion"]
+                              .sort_index())
+    assert by_norm >= 0.9 and by_norm > by_centre + 0.05
+
+
+def test_sampler_label_issues_on_X_features_are_the_selectors():
+    from sk_crust import CrustSampler
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), np.repeat([0, 1], 30)
+    sampler = CrustSampler(k=0.5, features="X", random_state=0).fit(X, y)
+    expected = sampler.selector_.get_label_issues()
+    issues = sampler.get_label_issues()
+    assert list(issues.columns) == list(expected.columns)
+    np.testing.assert_array_equal(issues.index, expected.index)
+
+
 def test_coreset_report_values():
     y_true = np.array([0, 0, 0, 1, 1, 1])
     y_noisy = np.array([0, 0, 1, 1, 1, 0])
