@@ -63,16 +63,18 @@ _FEATURE_BATCH = 1024
 MODULES = {"mlp": MLP, "cnn": SmallCNN, "smallcnn": SmallCNN}
 
 #: Values that ``preset`` gives to the parameters left at ``None`` (DESIGN §3).
-#: ``"default"`` is what measured best on digits with 50% symmetric noise (MLP, Adam, 60 epochs,
-#: 10 seeds, clean test accuracy): centrality 0.929 vs exact facility location 0.85; uniform
-#: weights 0.929 vs cluster weights 0.912 (cluster weights hand the noisy points' mass to the
-#: medoids); cluster mixup +0.008 (0.937), and +0.02 on clean labels; plain training 0.744.
+#: ``"default"``'s selection is what measured best on digits with 50% symmetric noise (MLP,
+#: Adam, 60 epochs, 10 seeds, clean test accuracy, coreset 0.5): centrality 0.929 vs exact
+#: facility location 0.85; uniform weights 0.929 vs cluster weights 0.912 (cluster weights hand
+#: the noisy points' mass to the medoids); cluster mixup +0.008 (0.937), and +0.02 on clean
+#: labels; plain training 0.744.
 PRESETS: dict[str, dict[str, Any]] = {
     # Since issue 12 (benchmarks/results/noise_panel.md, 14 data sets x every noise level x 3
-    # seeds at 20 epochs, 6 sets at 60): the coreset size follows the "spread" noise estimate,
+    # seeds at 20 epochs, 9 sets at 60): the coreset size follows the "spread" noise estimate,
     # so that clean data is not halved (the fixed 0.5 lost 2-18 points on clean labels).
-    # unselected_weight=0.3 did better at 20 epochs but worse at 60 (the down-weighted noisy
-    # examples get memorised), so the default drops them, as the paper does.
+    # unselected_weight=0.3 did better at 20 epochs but not at 60, and its cost grows with the
+    # epochs (the down-weighted wrong labels get memorised), so the default drops them, as the
+    # paper does.
     "default": dict(coreset_size="auto", unselected_weight=0.0, warmup_epochs=5,
                     select_every=1, gradient="logits", group_by="label",
                     selection_optimizer="centrality", selection_weights="uniform",
@@ -80,12 +82,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper states neither warm-up nor the mixup alpha: the official code's warm-up, and
     # alpha = 1 (uniform lambda, the mixup paper's CIFAR setting).
     "paper": dict(coreset_size=0.5, unselected_weight=0.0, warmup_epochs=5, select_every=1,
-                  gradient="logits",
-                  group_by="prediction", selection_optimizer="lazy",
+                  gradient="logits", group_by="prediction", selection_optimizer="lazy",
                   selection_weights="cluster", mixup="cluster", mixup_alpha=(1.0, 1.0)),
     "official": dict(coreset_size=0.5, unselected_weight=0.0, warmup_epochs=5, select_every=1,
-                     gradient="penultimate",
-                     group_by="label", selection_optimizer="centrality",
+                     gradient="penultimate", group_by="label", selection_optimizer="centrality",
                      selection_weights="radius", mixup="class", mixup_alpha=(1.0, 0.1)),
 }
 _CRUST_PARAMS = tuple(PRESETS["default"])
@@ -219,8 +219,8 @@ class CrustClassifier(NeuralNetClassifier):
     ----------
     coreset_indices_ : ndarray of shape (n_selected,)
         Rows of the ``X`` passed to ``fit`` selected at the last selection (the medoids; the
-        whole training split when the coreset fraction is 1). Not set before the first
-        selection.
+        whole training split when the coreset fraction is 1, or if training stopped before the
+        first selection).
     coreset_weights_ : ndarray of shape (n_selected,)
         Their weights (cluster sizes with ``selection_weights="cluster"``).
     crust_config_ : dict
