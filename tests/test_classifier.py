@@ -565,6 +565,26 @@ def test_coreset_clean_fraction(digits):
         _net(callbacks=[CoresetCleanFraction(y[:10])]).fit(X, y)
 
 
+
+def test_coreset_clean_fraction_counts_medoids_when_unselected_examples_train(digits):
+    X, y = digits
+    y_noisy = add_label_noise(y, 0.4, random_state=0)[0]
+    net = _net(max_epochs=3, unselected_weight=0.25,
+               callbacks=[CoresetCleanFraction(y)]).fit(X, y_noisy)
+    rows = net.coreset_indices_
+    assert len(rows) < len(X)  # the epoch trains on every row, the coreset is half of them
+    assert net.history[-1, "coreset_clean_fraction"] == pytest.approx(
+        np.mean(y_noisy[rows] == y[rows]))
+    y_noisy = np.asarray(y_noisy)
+    weights = np.zeros(len(X))
+    weights[rows] = net.coreset_weights_
+    for label in np.unique(y_noisy):  # the rest: 0.25 of their class's mean medoid weight
+        in_class = y_noisy == label
+        rest = in_class & (weights == 0)
+        weights[rest] = 0.25 * weights[in_class & (weights > 0)].mean()
+    assert net.history[-1, "coreset_weighted_clean_fraction"] == pytest.approx(
+        np.sum(weights * (y_noisy == y)) / weights.sum())
+
 # ---------------------------------------------------------------- does it work?
 def _noisy_digits(seed):
     X, y = load_digits(return_X_y=True)
