@@ -39,7 +39,8 @@ def estimate_noise_rate(y, proba, *, classes=None, method: str = "confident_join
     of 14 data sets where the confident joint read up to 0.33 (``benchmarks/results/
     noise_panel.md``; the exceptions are hard or binary sets). It does
     not see class-conditional noise (labels of one class flipped to one other class), and with
-    two classes both methods are the same.
+    two or three classes both methods are the same (the median of one or two rates, times
+    ``n_classes - 1``, is their sum).
 
     Parameters
     ----------
@@ -117,8 +118,8 @@ def _spread_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
 
     Per class ``i``: ``(n_classes - 1)`` times the median of the off-diagonal rates of row ``i``
     of the confident joint (capped at the row's whole off-diagonal mass), weighted by the class
-    priors. With two classes the median is the one off-diagonal rate, so this equals the
-    confident joint.
+    priors. With two or three classes ``n_classes - 1`` times the median of the one or two
+    off-diagonal rates is their sum, so this equals the confident joint.
     """
     if not len(y_index):
         return 0.0

@@ -155,11 +155,13 @@ def test_spread_estimate_misses_class_conditional_noise_as_documented():
     assert estimate_noise_rate(y, proba, method="spread") < 0.02
 
 
-def test_spread_equals_confident_joint_for_two_classes():
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_spread_equals_confident_joint_for_two_or_three_classes(n_classes):
     rng = np.random.default_rng(3)
-    y = rng.integers(0, 2, 500)
-    p1 = np.clip(0.5 + 0.4 * (2 * y - 1) + rng.normal(0, 0.3, 500), 0.01, 0.99)
-    proba = np.column_stack([1 - p1, p1])
+    y = rng.integers(0, n_classes, 600)
+    proba = rng.dirichlet(np.ones(n_classes), 600)
+    proba[np.arange(600), y] += 0.5  # an informative, imperfect model
+    proba /= proba.sum(axis=1, keepdims=True)
     spread = estimate_noise_rate(y, proba, method="spread")
     assert spread == pytest.approx(estimate_noise_rate(y, proba), abs=1e-12)
     assert spread > 0
