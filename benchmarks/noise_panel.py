@@ -501,8 +501,8 @@ def render(records: list[dict], out_md: Path, commands: list[str], notes: str = 
             lines.append("")
         _heatmap(complete, controls, candidates, out_md, epochs)
         _accuracy_plot(cells, [*controls, *candidates], out_md, epochs)
-        lines += [f"![candidate minus best control](noise_panel_heatmap_{epochs}.png)", "",
-                  f"![accuracy vs noise per set](noise_panel_accuracy_{epochs}.png)", ""]
+        lines += [f"![candidate minus best control]({out_md.stem}_heatmap_{epochs}.png)", "",
+                  f"![accuracy vs noise per set]({out_md.stem}_accuracy_{epochs}.png)", ""]
     out_md.write_text("\n".join(lines) + "\n")
 
 
@@ -538,7 +538,7 @@ def _accuracy_plot(cells: dict, methods, out_md: Path, epochs: int) -> None:
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
     fig.suptitle(f"clean test accuracy vs noise ({epochs} epochs, mean over seeds)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
-    fig.savefig(out_md.parent / f"noise_panel_accuracy_{epochs}.png", dpi=100)
+    fig.savefig(out_md.parent / f"{out_md.stem}_accuracy_{epochs}.png", dpi=100)
     plt.close(fig)
 
 
@@ -565,7 +565,7 @@ def _heatmap(complete: dict, controls, candidates, out_md: Path, epochs: int) ->
     fig.colorbar(image, ax=ax, label="candidate - best control")
     ax.set_title(f"accuracy minus the best control ({epochs} epochs)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out_md.parent / f"noise_panel_heatmap_{epochs}.png", dpi=110)
+    fig.savefig(out_md.parent / f"{out_md.stem}_heatmap_{epochs}.png", dpi=110)
     plt.close(fig)
 
 
