@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 from datetime import datetime, timezone
@@ -50,7 +49,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-from _report import machine, versions  # noqa: E402  (benchmarks/ is on sys.path as a script)
+from _report import invocation, machine, run_with_threads, versions  # noqa: E402  (benchmarks/ is on sys.path as a script)
 from sampler_defaults import DATASETS, _source, load_raw  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -332,15 +331,9 @@ def main(argv=None):
             args.out = RESULTS / "label_issues_quick.jsonl"
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
     if not args.render_only:
-        with threadpool_limits(1):
-            run_grid(args)
-    commands = [] if args.render_only else [
-        " ".join(["python", "benchmarks/label_issues.py", *(argv or sys.argv[1:])])]
+        run_with_threads(lambda: run_grid(args), 1)
+    commands = invocation(__file__, argv, args.render_only)
     md = args.md or args.out.with_suffix(".md")
     text = render(read_records(args.out), md, commands, args)
     print(text.split("## AUROC")[0])

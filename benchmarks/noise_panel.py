@@ -57,13 +57,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
+from _report import invocation, machine, run_with_threads, versions  # benchmarks/ on sys.path
 from noisy_labels import _random_subset_class, _stats, read_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -596,17 +595,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.out == RESULTS / "noise_panel.jsonl":
             args.out = RESULTS / "noise_panel_quick.jsonl"
     md = args.md or args.out.with_suffix(".md")
-
-    import torch
-
-    torch.set_num_threads(args.threads)
     if not args.render_only:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(args.threads):
-            run_grid(args)
-    commands = [] if args.render_only else [
-        " ".join(["python", "benchmarks/noise_panel.py", *(argv or sys.argv[1:])])]
+        run_with_threads(lambda: run_grid(args), args.threads)
+    commands = invocation(__file__, argv, args.render_only)
     notes = args.notes.read_text() if args.notes else ""
     render(read_records(args.out), md, commands, notes)
     print(f"wrote {md}")

@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
+from _report import invocation, machine, run_with_threads, versions  # benchmarks/ on sys.path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("digits", "letter", "fashion")
@@ -441,18 +440,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.out == RESULTS / "noisy_labels.jsonl":
             args.out = RESULTS / "noisy_labels_quick.jsonl"
     md = args.md or args.out.with_suffix(".md")
-
-    import torch
-
-    torch.set_num_threads(args.threads)
     if not args.render_only:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(args.threads):
-            run_grid(args)
+        run_with_threads(lambda: run_grid(args), args.threads)
     # A report rendered alone lists its commands in --notes instead.
-    commands = [] if args.render_only else [
-        " ".join(["python", "benchmarks/noisy_labels.py", *(argv or sys.argv[1:])])]
+    commands = invocation(__file__, argv, args.render_only)
     notes = args.notes.read_text() if args.notes else ""
     render(read_records(args.out), md, commands, notes)
     print(f"wrote {md}")

@@ -62,7 +62,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 from datetime import datetime, timezone
@@ -75,7 +74,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-from _report import machine, versions  # noqa: E402  (benchmarks/ is on sys.path as a script)
+from _report import invocation, machine, versions  # noqa: E402  (benchmarks/ is on sys.path as a script)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_TRAIN, N_TEST = 1500, 1000  # caps; smaller sets use a stratified 70/30 split
@@ -613,8 +612,7 @@ def main(argv=None) -> None:
             return
         if not args.render_only:
             run_grid(args)
-    commands = [] if args.render_only else [
-        " ".join(["python", "benchmarks/sampler_defaults.py", *(argv or sys.argv[1:])])]
+    commands = invocation(__file__, argv, args.render_only)
     md = args.md or args.out.with_suffix(".md")
     text = render(read_records(args.out), md, commands, args)
     print(text.split("## Where")[0])
