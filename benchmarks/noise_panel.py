@@ -225,7 +225,7 @@ def make_estimator(method: str, dataset: str, epochs: int, seed: int, y_true, X_
         return CleanLearning(CrustClassifier(warmup_epochs=epochs, **shared), seed=seed,
                              cv_n_folds=3)
     if method == "random":
-        return _random_subset_class()(mixup="none", selection_weights="uniform",
+        return _random_subset_class()(coreset_size=0.5, mixup="none", selection_weights="uniform",
                                       callbacks=tracker, **shared)
     crust = dict(preset="default", callbacks=tracker, **shared)
     if method in ("crust_w30", "crust_w30_sce"):

@@ -181,7 +181,7 @@ def make_estimator(method: str, dataset: str, epochs: int, seed: int, y_true):
                              load_best=True)
         return CrustClassifier(warmup_epochs=epochs, callbacks=[*tracker, stop], **shared)
     if method == "random":
-        return _random_subset_class()(mixup="none", selection_weights="uniform",
+        return _random_subset_class()(coreset_size=0.5, mixup="none", selection_weights="uniform",
                                       callbacks=tracker, **shared)
     if method == "crust_default":
         return CrustClassifier(preset="default", callbacks=tracker, **shared)
