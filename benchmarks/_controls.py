@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sk_crust import MLP, estimate_noise_rate
+from sk_crust.losses import _reduce
 
 
 class ForwardLoss(nn.Module):
@@ -43,7 +44,7 @@ class ForwardLoss(nn.Module):
         else:
             noisy = F.softmax(logits, dim=1) @ self.T.to(logits.device, logits.dtype)
             losses = F.nll_loss(torch.log(noisy.clamp_min(1e-12)), target, reduction="none")
-        return losses if self.reduction == "none" else losses.mean()
+        return _reduce(losses, self.reduction)
 
 
 def estimate_transition(proba: np.ndarray, percentile: float = 97.0) -> np.ndarray:
@@ -113,7 +114,7 @@ class CoTeachingLoss(nn.Module):
             keep_2 = torch.zeros_like(loss_2)
             keep_2[torch.argsort(loss_2.detach())[:n_keep]] = 1.0
             losses = (loss_1 * keep_2 + loss_2 * keep_1) * (len(target) / n_keep)
-        return losses if self.reduction == "none" else losses.mean()
+        return _reduce(losses, self.reduction)
 
 
 class ForgetRate(Callback):

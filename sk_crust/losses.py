@@ -52,6 +52,12 @@ def _reduce(losses: torch.Tensor, reduction: str) -> torch.Tensor:
     return losses
 
 
+def _target_log_proba(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``log softmax(logits)[i, target[i]]`` for every example, inputs checked."""
+    _check_inputs(logits, target)
+    return F.log_softmax(logits, dim=1).gather(1, target.long().unsqueeze(1)).squeeze(1)
+
+
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor) -> None:
     if logits.dim() != 2:
         raise ValueError(f"logits of shape {tuple(logits.shape)} are not valid: pass logits of "
@@ -112,8 +118,7 @@ class GCELoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        _check_inputs(logits, target)
-        log_p = F.log_softmax(logits, dim=1).gather(1, target.long().unsqueeze(1)).squeeze(1)
+        log_p = _target_log_proba(logits, target)
         # p_y^q = exp(q log p_y): stable for very negative log-probabilities.
         losses = -torch.expm1(self.q * log_p) / self.q
         return _reduce(losses, self.reduction)
@@ -181,8 +186,7 @@ class SCELoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        _check_inputs(logits, target)
-        log_p = F.log_softmax(logits, dim=1).gather(1, target.long().unsqueeze(1)).squeeze(1)
+        log_p = _target_log_proba(logits, target)
         # RCE = -sum_k p_k log(onehot_k) with log 0 := A: only the other classes count.
         losses = self.alpha * -log_p + self.beta * -self.A * -torch.expm1(log_p)
         return _reduce(losses, self.reduction)
