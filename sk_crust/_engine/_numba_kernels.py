@@ -10,10 +10,9 @@ is :data:`._rules.kernels`).
 
 The rules are those of :mod:`._rules` (the cover update, the gain, the tie rule), in compiled
 form: a compiled loop cannot call the NumPy statement of a rule, so each kernel names the rule it
-compiles. Every optimizer that runs here gets its gains from the one function :func:`_gain`, so
-``lazy``
-and ``naive`` (and ``stochastic``'s evaluations) see bitwise-identical gains and make the same
-choices, ties included (lowest index first). Gains are accumulated in float32 SIMD lanes
+compiles. Every optimizer that runs here gets its gains from the one function :func:`_gain`,
+so ``lazy`` and ``naive`` (and ``stochastic``'s evaluations) see bitwise-identical gains and make
+the same choices, ties included (lowest index first). Gains are accumulated in float32 SIMD lanes
 (``fastmath`` lets the compiler reorder the sum), then returned as float64: they can differ from
 the NumPy path's gains in the last bits, never within one backend.
 
