@@ -642,16 +642,14 @@ class CrustClassifier(NeuralNetClassifier):
         errors on hard, correct labels as noise: 0.33 on clean vowel); it is kept for the rest
         of training (and ``partial_fit``).
         """
-        from ._noise_estimation import _spread_noise, auto_fraction
+        from ._noise_estimation import _spread_noise, auto_fraction, residual_proba
 
         if getattr(self, "noise_rate_", None) is None:
             iterator = self.get_iterator(run.dataset, training=False)
             self._set_training(False)
             logits = _gradient_features(self.infer, (unpack_data(b) for b in iterator), run.n,
                                         kind="logits")
-            proba = logits.features.astype(np.float64)
-            proba[np.arange(run.n), logits.y] += 1.0  # softmax - onehot + onehot
-            self.noise_rate_ = _spread_noise(logits.y, proba)
+            self.noise_rate_ = _spread_noise(logits.y, residual_proba(logits.features, logits.y))
             self.coreset_fraction_ = auto_fraction(self.noise_rate_)
         self.history.record("noise_rate", self.noise_rate_)
         return self.coreset_fraction_

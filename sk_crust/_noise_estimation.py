@@ -209,13 +209,19 @@ def estimate_noise_rate_from_features(G: np.ndarray, y_index: np.ndarray) -> flo
     y_index = np.asarray(y_index)
     n_classes = int(y_index.max(initial=-1)) + 1
     if G.ndim == 2 and G.shape[1] == n_classes and len(G):
-        proba = G.copy()
-        proba[np.arange(len(G)), y_index] += 1.0
+        proba = residual_proba(G, y_index)
         tol = 1e-4
         if (proba.min() >= -tol and proba.max() <= 1 + tol
                 and np.abs(proba.sum(axis=1) - 1.0).max() <= tol * n_classes):
             return _spread_noise(y_index, proba)
     return estimate_noise_rate_geometric(G, y_index)
+
+
+def residual_proba(G: np.ndarray, y_index: np.ndarray) -> np.ndarray:
+    """The probabilities ``p`` behind residuals ``G = p - onehot(y)`` (float64, a new array)."""
+    proba = np.array(G, dtype=np.float64)
+    proba[np.arange(len(proba)), y_index] += 1.0
+    return proba
 
 
 def auto_fraction(noise_rate: float) -> float:

@@ -36,6 +36,7 @@ from ._noise_estimation import (
     _spread_noise,
     auto_fraction,
     estimate_noise_rate_from_features,
+    residual_proba,
 )
 from ._reporting import sampler_label_issues, selector_label_issues
 
@@ -673,9 +674,7 @@ class CrustSampler(_BaseSelection):
         if isinstance(k, str) and self.features == "gradient":
             # "auto" from the out-of-fold probabilities (the confident joint's spread part).
             y_index = np.searchsorted(self.classes_, y)
-            proba = G.astype(np.float64)
-            proba[np.arange(len(y)), y_index] += 1.0
-            self.noise_rate_ = _spread_noise(y_index, proba)
+            self.noise_rate_ = _spread_noise(y_index, residual_proba(G, y_index))
             k = auto_fraction(self.noise_rate_)
         self.selector_ = CrustSelector(**{**self._selection_params(), "k": k}).fit(G, y)
         self.sample_indices_ = self.selector_.indices_
