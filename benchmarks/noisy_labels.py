@@ -363,14 +363,14 @@ def render(records: list[dict], out_md: Path, commands: list[str], notes: str = 
                 row.append(f"{clean:.3f} / {np.mean([r['seconds'] for r in rs]):.1f} s")
             lines.append(f"| {LABELS[m]} | " + " | ".join(row) + " |")
         lines.append("")
-        _plots(plt, dataset, epochs, cells, noises, methods, out_md.parent)
-        lines += [f"![accuracy vs noise, {dataset}](noisy_labels_{dataset}_accuracy.png)",
+        _plots(plt, dataset, epochs, cells, noises, methods, out_md)
+        lines += [f"![accuracy vs noise, {dataset}]({out_md.stem}_{dataset}_accuracy.png)",
                   f"![coreset clean fraction per epoch, {dataset}]"
-                  f"(noisy_labels_{dataset}_clean_fraction.png)", ""]
+                  f"({out_md.stem}_{dataset}_clean_fraction.png)", ""]
     out_md.write_text("\n".join(lines) + "\n")
 
 
-def _plots(plt, dataset, epochs, cells, noises, methods, folder: Path) -> None:
+def _plots(plt, dataset, epochs, cells, noises, methods, out_md: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for m in methods:
         xs, means, stds = [], [], []
@@ -389,7 +389,7 @@ def _plots(plt, dataset, epochs, cells, noises, methods, folder: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(folder / f"noisy_labels_{dataset}_accuracy.png", dpi=110)
+    fig.savefig(out_md.parent / f"{out_md.stem}_{dataset}_accuracy.png", dpi=110)
     plt.close(fig)
 
     shown = [n for n in ("sym50", "asym40") if n in noises] or noises[:1]
@@ -408,7 +408,7 @@ def _plots(plt, dataset, epochs, cells, noises, methods, folder: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(folder / f"noisy_labels_{dataset}_clean_fraction.png", dpi=110)
+    fig.savefig(out_md.parent / f"{out_md.stem}_{dataset}_clean_fraction.png", dpi=110)
     plt.close(fig)
 
 
