@@ -323,3 +323,82 @@ def test_unaligned_input_is_realigned_for_blas():
     ref = select_group_blocked(X, 30, random_state=0)
     np.testing.assert_array_equal(select_group_blocked(unaligned, 30, random_state=0).indices,
                                   ref.indices)
+
+
+# --------------------------------------------------------------------------- centrality_sample
+def _reference_ranking(X: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+    """The promised rule, in float64 NumPy: mean distance to the reference, self left out."""
+    D = np.sqrt(np.maximum(((X[:, None, :].astype(np.float64)
+                             - X[reference][None, :, :].astype(np.float64)) ** 2).sum(-1), 0))
+    member = np.isin(np.arange(len(X)), reference)
+    return np.argsort(D.sum(axis=1) / (len(reference) - member), kind="stable")[:k]
+
+
+def test_centrality_reference_draw():
+    assert _rules.centrality_reference(100, 100, 0) is None  # small groups stay exact
+    assert _rules.centrality_reference(100, None, 0) is None
+    a = _rules.centrality_reference(1000, 64, 3)
+    assert len(a) == 64 == len(np.unique(a)) and (np.diff(a) > 0).all() and a.max() < 1000
+    np.testing.assert_array_equal(a, _rules.centrality_reference(1000, 64, 3))
+    assert not np.array_equal(a, _rules.centrality_reference(1000, 64, 4))
+
+
+@pytest.mark.parametrize("engine", ["dense", "blocked"])
+def test_sampled_centrality_ranks_by_mean_distance_to_the_reference(engine):
+    X = _blobs(700, seed=4)
+    run = select_group if engine == "dense" else select_group_blocked
+    sel = run(X, 200, optimizer="centrality", centrality_sample=150, random_state=9)
+    reference = _rules.centrality_reference(700, 150, 9)
+    want = _reference_ranking(X, reference, 200)
+    # float32 distances against float64: the same set, and the same order up to near-ties
+    assert set(sel.indices.tolist()) == set(want.tolist())
+    assert np.mean(sel.indices == want) > 0.9
+    assert sel.method == f"{engine}-centrality"
+    assert sel.weights.sum() == 700  # cluster weights still cover every point
+
+
+def test_sampled_centrality_same_on_dense_blocked_and_greedi_parts(moderate):
+    X, _, _ = moderate
+    params = dict(optimizer="centrality", centrality_sample=300, random_state=2)
+    dense = select_group(X, 150, **params)
+    blocked = select_group_blocked(X, 150, block_rows=512, **params)
+    np.testing.assert_array_equal(dense.indices, blocked.indices)
+    np.testing.assert_array_equal(dense.assignment, blocked.assignment)
+    exact = select_group(X, 150, optimizer="centrality")
+    assert not np.array_equal(np.sort(exact.indices), np.sort(dense.indices))
+
+
+def test_sampled_centrality_keeps_the_exact_choice_on_clusters():
+    # One large tight cluster and scattered points: the sample finds the same central half.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(3000, 8)), rng.normal(scale=6.0, size=(1000, 8))])
+    X = X.astype(np.float32)
+    exact = select_group(X, 2000, optimizer="centrality", centrality_sample=None)
+    sampled = select_group(X, 2000, optimizer="centrality", centrality_sample=1024,
+                           random_state=0)
+    assert len(np.intersect1d(exact.indices, sampled.indices)) >= 0.97 * 2000
+    assert (sampled.indices < 3000).mean() == pytest.approx((exact.indices < 3000).mean(),
+                                                            abs=0.01)
+
+
+def test_sampled_centrality_radius_weights_count_within_radius():
+    X = _blobs(600, seed=5)
+    sel = select_group(X, 60, optimizer="centrality", weights="radius", radius=3.0,
+                       centrality_sample=100, random_state=1)
+    D = np.sqrt(((X[sel.indices, None, :].astype(np.float64) - X[None]) ** 2).sum(-1))
+    np.testing.assert_array_equal(sel.weights, (D <= 3.0).sum(axis=1))
+
+
+def test_selector_centrality_sample_is_a_parameter():
+    X = _blobs(1200, seed=7)
+    y = np.repeat([0, 1], 600)
+    exact = CrustSelector(k=0.3, centrality_sample=None, random_state=0).fit(X, y)
+    small = CrustSelector(k=0.3, centrality_sample=10_000, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(exact.indices_, small.indices_)  # classes under the sample
+    sampled = CrustSelector(k=0.3, centrality_sample=200, random_state=0).fit(X, y)
+    again = CrustSelector(k=0.3, centrality_sample=200, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(sampled.indices_, again.indices_)
+    assert len(np.intersect1d(sampled.indices_, exact.indices_)) >= 0.8 * len(exact.indices_)
+    with pytest.raises(ValueError, match="centrality_sample"):
+        CrustSelector(centrality_sample=0).fit(X, y)
+    assert CrustSampler().get_params()["centrality_sample"] == 1024

@@ -204,3 +204,14 @@ def test_random_state_promise_above_the_budget(monkeypatch, optimizer):
     np.testing.assert_array_equal(device.weights_, dense.weights_)
     if optimizer == "centrality":
         np.testing.assert_array_equal(blocked.indices_, dense.indices_)
+
+
+@pytest.mark.parametrize("memory_budget", [None, 64 * 700])
+def test_sampled_centrality_matches_the_cpu_engine(memory_budget):
+    """Above centrality_sample the torch engine ranks on the CPU engines' reference draw."""
+    X = _blobs(700, seed=3)
+    params = dict(optimizer="centrality", random_state=4, centrality_sample=128)
+    ours = select_group_torch(X, 90, device="cpu", memory_budget=memory_budget, **params)
+    ref = select_group(X, 90, **params)
+    np.testing.assert_array_equal(ours.indices, ref.indices)
+    np.testing.assert_array_equal(ours.assignment, ref.assignment)

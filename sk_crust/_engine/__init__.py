@@ -37,7 +37,7 @@ from threadpoolctl import ThreadpoolController
 from ._blocked import select_group_blocked
 from ._dense import dense_bytes, fits_dense, select_group_dense
 from ._greedi import select_group_greedi, select_groups_greedi
-from ._rules import OPTIMIZERS, WEIGHTS, GroupSelection
+from ._rules import CENTRALITY_SAMPLE, OPTIMIZERS, WEIGHTS, GroupSelection
 from ._similarity import METRICS, center_distances, medoid_distances
 
 
@@ -48,8 +48,9 @@ def _select_group_torch(X, k, **params) -> GroupSelection:
 
 
 #: Engines by name. Each takes ``(X, k, *, optimizer, weights, metric, epsilon, radius,
-#: random_state, memory_budget)`` (the torch engine also ``device``, GreeDi ``partitions`` and
-#: ``n_jobs``) and returns a :class:`GroupSelection` whose ``method`` names the path taken.
+#: random_state, memory_budget, centrality_sample)`` (the torch engine also ``device``, GreeDi
+#: ``partitions`` and ``n_jobs``) and returns a :class:`GroupSelection` whose ``method`` names
+#: the path taken.
 ENGINES = {
     "dense": select_group_dense,
     "blocked": select_group_blocked,
@@ -80,8 +81,9 @@ def select_group(X: np.ndarray, k: int, *, engine: str = "auto", memory_budget: 
     memory_budget : int or None, default=None
         Bytes the selection may use (``None``: no limit).
     **params
-        ``optimizer``, ``weights``, ``metric``, ``epsilon``, ``radius``, ``random_state``, and
-        the engine's own (``device``, ``partitions``, ``n_jobs``, ``block_rows``, ``d0``).
+        ``optimizer``, ``weights``, ``metric``, ``epsilon``, ``radius``, ``random_state``,
+        ``centrality_sample``, and the engine's own (``device``, ``partitions``, ``n_jobs``,
+        ``block_rows``, ``d0``).
 
     Returns
     -------
@@ -202,6 +204,6 @@ def parse_memory_budget(memory_budget) -> int | None:
         "None (no limit)")
 
 
-__all__ = ["ENGINES", "GroupSelection", "METRICS", "OPTIMIZERS", "WEIGHTS", "center_distances",
-           "choose_engine", "dense_bytes", "medoid_distances", "parse_memory_budget",
-           "select_group", "select_groups"]
+__all__ = ["CENTRALITY_SAMPLE", "ENGINES", "GroupSelection", "METRICS", "OPTIMIZERS", "WEIGHTS",
+           "center_distances", "choose_engine", "dense_bytes", "medoid_distances",
+           "parse_memory_budget", "select_group", "select_groups"]

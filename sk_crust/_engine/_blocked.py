@@ -23,12 +23,13 @@ from ._rules import (
     Cover,
     GroupSelection,
     as_generator,
+    centrality_reference,
     finalize,
     fold_rows,
     stochastic_greedy,
     stochastic_sample_size,
 )
-from ._similarity import Points, similarity_rows
+from ._similarity import Points, finish_distances, similarity_rows
 
 # Above this many float32 values, the candidates' similarity rows are not kept between the gain
 # pass and the cover update: the winner's row is recomputed instead (1/sample of the work).
@@ -192,30 +193,63 @@ def _greedy_streamed(P: Points, k: int, candidates: np.ndarray, *, d0: np.float3
     return indices, gains, cover
 
 
-def _centrality_blocked(P: Points, k: int, *, d0: float | None, block_rows: int | None,
-                        rows_per_block: int = 2048):
-    """Exact top-``k`` similarity row sums, the row sums accumulated block by block.
+def _reference_distance_means(P: Points, reference: np.ndarray,
+                               rows_per_block: int) -> np.ndarray:
+    """Mean distance of every point to the ``reference`` points other than itself (float64).
 
-    ``d0=None``: the exact largest distance, taken in the same pass as the row sums (the dense
-    engine's constant) instead of a bound.
+    A reference point's own zero distance is left out of its mean, so that being in the sample
+    is no advantage: each score is an unbiased estimate of the point's mean distance to the
+    rest of its group.
+    """
+    n, m = P.n, len(reference)
+    X_ref, sq_ref = P.X[reference], P.sq[reference]
+    position = np.full(n, -1, dtype=np.intp)
+    position[reference] = np.arange(m)
+    sums = np.zeros(n, dtype=np.float64)
+    work = np.empty(min(n, rows_per_block) * m, dtype=np.float32)
+    for r0 in range(0, n, rows_per_block):
+        r1 = min(r0 + rows_per_block, n)
+        D = np.matmul(P.X[r0:r1], X_ref.T, out=work[:(r1 - r0) * m].reshape(r1 - r0, m))
+        finish_distances(D, P.sq[r0:r1], sq_ref, P.metric, compiled_ok=True)
+        inside = np.flatnonzero(position[r0:r1] >= 0)
+        D[inside, position[r0 + inside]] = 0.0
+        sums[r0:r1] = D.sum(axis=1, dtype=np.float64)
+    return sums / np.maximum(m - (position >= 0), 1)
+
+
+def _centrality_blocked(P: Points, k: int, *, d0: float | None, block_rows: int | None,
+                        rows_per_block: int = 2048, reference: np.ndarray | None = None):
+    """Top-``k`` similarity row sums, the row sums accumulated block by block.
+
+    ``reference=None``: exact sums over every point. With ``reference`` (positions, see
+    :func:`._rules.centrality_reference`), each point is scored by its mean distance to those
+    points instead (``n * len(reference)`` distances, not ``n^2``). ``d0=None``: the exact
+    largest distance, taken in the same pass as the row sums (the dense engine's constant)
+    instead of a bound; with a reference that pass no longer sees every pair, so the bound of
+    :meth:`._similarity.Points.d0_bound` is used.
     """
     n = P.n
     rows_per_block = max(1, min(n, rows_per_block))
-    block = _block_size(rows_per_block, n, block_rows)
-    dist_sums = np.zeros(n, dtype=np.float64)
-    largest = np.float32(0.0)
-    # One buffer for every block: fresh large arrays would page-fault on every block.
-    work = np.empty(rows_per_block * block, dtype=np.float32)
-    for r0 in range(0, n, rows_per_block):
-        rows = np.arange(r0, min(r0 + rows_per_block, n))
-        for start in range(0, n, block):
-            stop = min(start + block, n)
-            out = work[:len(rows) * (stop - start)].reshape(len(rows), stop - start)
-            D = P.distances(rows, start, stop, out=out)
-            dist_sums[rows] += D.sum(axis=1, dtype=np.float64)
-            if d0 is None:
-                largest = max(largest, D.max())
-    d0 = largest if d0 is None else np.float32(d0)
+    if reference is not None:
+        dist_sums = _reference_distance_means(P, reference, rows_per_block)
+        d0 = P.d0_bound() if d0 is None else d0
+    else:
+        block = _block_size(rows_per_block, n, block_rows)
+        dist_sums = np.zeros(n, dtype=np.float64)
+        largest = np.float32(0.0)
+        # One buffer for every block: fresh large arrays would page-fault on every block.
+        work = np.empty(rows_per_block * block, dtype=np.float32)
+        for r0 in range(0, n, rows_per_block):
+            rows = np.arange(r0, min(r0 + rows_per_block, n))
+            for start in range(0, n, block):
+                stop = min(start + block, n)
+                out = work[:len(rows) * (stop - start)].reshape(len(rows), stop - start)
+                D = P.distances(rows, start, stop, out=out)
+                dist_sums[rows] += D.sum(axis=1, dtype=np.float64)
+                if d0 is None:
+                    largest = max(largest, D.max())
+        d0 = largest if d0 is None else d0
+    d0 = np.float32(d0)
     # Row sum of similarity = n d0 - row sum of distances: the ranking does not depend on d0.
     order = np.argsort(dist_sums, kind="stable")[:k].astype(np.intp)
     cover = Cover.zeros(n)
@@ -256,7 +290,8 @@ def select_group_blocked(X: np.ndarray, k: int, *, optimizer: str = "stochastic"
                          weights: str = "cluster", metric: str = "euclidean",
                          epsilon: float = 0.1, radius: float = 2.0, random_state=None,
                          memory_budget: int | None = None, block_rows: int | None = None,
-                         d0: float | None = None) -> GroupSelection:
+                         d0: float | None = None,
+                         centrality_sample: int | None = None) -> GroupSelection:
     """Select ``k`` weighted medoids without ever allocating the ``(n, n)`` similarity matrix.
 
     Memory is O(n d + n + sample x block) instead of the 4 n^2 bytes of the dense engine.
@@ -268,8 +303,9 @@ def select_group_blocked(X: np.ndarray, k: int, *, optimizer: str = "stochastic"
     k : int
         Number of points to select.
     optimizer : {"stochastic", "lazy", "naive", "centrality"}, default="stochastic"
-        ``"centrality"`` is exact: the similarity row sums are accumulated block by block, so the
-        ``k`` largest are those of the dense path (up to float rounding of the sums). Every other
+        ``"centrality"``: the similarity row sums are accumulated block by block, so the ``k``
+        largest are those of the dense path (up to float rounding of the sums), on the same
+        reference sample when the group is larger than ``centrality_sample``. Every other
         value runs the stochastic greedy (Mirzasoleiman et al., 2015): each step samples
         ``ceil(n / k * log(1 / epsilon))`` unselected candidates, computes their similarity rows
         (one matrix product per block of ``block_rows`` points), their gains against the running
@@ -295,6 +331,10 @@ def select_group_blocked(X: np.ndarray, k: int, *, optimizer: str = "stochastic"
         The similarity constant. ``None`` uses the upper bound ``2 max_i ||x_i - mean||`` of the
         largest distance (O(n d)); see :func:`._similarity.d0_from_radius` for why any bound
         gives the same choices. The returned first gain and objective include the offset.
+    centrality_sample : int or None, default=None
+        ``"centrality"`` on more points than this scores them against a random sample of this
+        many (:func:`._rules.centrality_reference`, drawn from ``random_state``); ``None``:
+        exact sums.
 
     Returns
     -------
@@ -308,7 +348,9 @@ def select_group_blocked(X: np.ndarray, k: int, *, optimizer: str = "stochastic"
     if block_rows is None:
         block_rows = block_rows_for_budget(P.n, memory_budget)
     if optimizer == "centrality":
-        indices, gains, cover = _centrality_blocked(P, k, d0=d0, block_rows=block_rows)
+        reference = centrality_reference(P.n, centrality_sample, random_state)
+        indices, gains, cover = _centrality_blocked(P, k, d0=d0, block_rows=block_rows,
+                                                    reference=reference)
     else:
         indices, gains, cover = greedy_blocked(
             P, k, np.arange(P.n), d0=d0, epsilon=epsilon, rng=as_generator(random_state),

@@ -22,6 +22,7 @@ from ._rules import (
     Cover,
     GroupSelection,
     as_generator,
+    centrality_reference,
     compiled,
     finalize,
     fold_rows,
@@ -285,12 +286,15 @@ def run_optimizer(S: np.ndarray, k: int, *, optimizer: str = "lazy", epsilon: fl
 def select_group_dense(X: np.ndarray, k: int, *, optimizer: str = "lazy",
                        weights: str = "cluster", metric: str = "euclidean",
                        epsilon: float = 0.1, radius: float = 2.0, random_state=None,
-                       memory_budget: int | None = None) -> GroupSelection:
+                       memory_budget: int | None = None,
+                       centrality_sample: int | None = None) -> GroupSelection:
     """Select ``k`` weighted medoids among the rows of ``X`` on the dense similarity matrix.
 
     Prior validation is assumed: ``X`` is a finite 2-D float array and ``1 <= k <= len(X)``.
     ``memory_budget`` is not looked at (the caller chose this engine for it, see
-    :func:`sk_crust._engine.select_group`).
+    :func:`sk_crust._engine.select_group`). ``optimizer="centrality"`` on more than
+    ``centrality_sample`` points scores them against a random sample of that many
+    (:func:`._rules.centrality_reference`) and never makes the matrix.
 
     Examples
     --------
@@ -301,8 +305,11 @@ def select_group_dense(X: np.ndarray, k: int, *, optimizer: str = "lazy",
     >>> sel.indices.tolist(), sel.weights.tolist(), sel.method
     ([2, 0], [2.0, 2.0], 'dense-lazy')
     """
-    if optimizer == "centrality" and weights != "radius":
-        return _centrality_streamed(X, k, weights=weights, metric=metric)
+    if optimizer == "centrality":
+        reference = centrality_reference(X.shape[0], centrality_sample, random_state)
+        if reference is not None or weights != "radius":
+            return _centrality_streamed(X, k, weights=weights, metric=metric, radius=radius,
+                                        reference=reference)
     S, d0 = similarity_matrix(X, metric=metric)
     result = run_optimizer(S, k, optimizer=optimizer, epsilon=epsilon, random_state=random_state)
     return finalize(result.indices, result.gains, result.assignment, weights=weights,
@@ -310,7 +317,8 @@ def select_group_dense(X: np.ndarray, k: int, *, optimizer: str = "lazy",
                     method=f"dense-{optimizer}")
 
 
-def _centrality_streamed(X: np.ndarray, k: int, *, weights: str, metric: str) -> GroupSelection:
+def _centrality_streamed(X: np.ndarray, k: int, *, weights: str, metric: str, radius: float,
+                         reference: np.ndarray | None) -> GroupSelection:
     """:func:`top_centrality` on the dense engine's similarity without the ``(n, n)`` matrix.
 
     Centrality needs each row once (its sum) and the picks' rows once more (gains, cover):
@@ -318,11 +326,14 @@ def _centrality_streamed(X: np.ndarray, k: int, *, weights: str, metric: str) ->
     fresh ``4 n^2`` bytes, several times faster than filling the whole matrix (the selection of
     every CrustClassifier epoch). ``d0`` is the exact largest distance, as on the matrix; the
     sums are float64 sums of distances, so only a near-tie of row sums can order differently.
+    With a ``reference`` sample the scores are mean distances to it and ``d0`` the bound of the
+    blocked engine (:func:`._blocked._centrality_blocked`); radius weights are then counted on
+    distances, block by block.
     """
     from ._blocked import _centrality_blocked, finalize_blocked
 
     P = Points(X, metric)
     indices, gains, cover = _centrality_blocked(P, k, d0=None, block_rows=None,
-                                                rows_per_block=256)
-    return finalize_blocked(P, indices, gains, cover, weights=weights, radius=0.0,
+                                                rows_per_block=256, reference=reference)
+    return finalize_blocked(P, indices, gains, cover, weights=weights, radius=radius,
                             block_rows=None, method="dense-centrality")

@@ -41,15 +41,15 @@ def greedi_plan(n: int, partitions: int, random_state) -> tuple[list[np.ndarray]
 
 
 def select_part(X: np.ndarray, k: int, *, optimizer: str, metric: str, epsilon: float,
-                random_state: int, memory_budget: int | None, block_rows: int | None
-                ) -> np.ndarray:
+                random_state: int, memory_budget: int | None, block_rows: int | None,
+                centrality_sample: int | None = None) -> np.ndarray:
     """GreeDi's first round on one part: its ``k`` picks, dense if the part fits the budget.
 
     On the blocked engine the part runs with ``block_rows`` (``None``: the default blocks), not
     with blocks sized from ``memory_budget``.
     """
     params = dict(optimizer=optimizer, weights="uniform", metric=metric, epsilon=epsilon,
-                  random_state=random_state)
+                  random_state=random_state, centrality_sample=centrality_sample)
     if fits_dense(X.shape[0], X.shape[1], memory_budget):
         return select_group_dense(X, k, **params).indices
     return select_group_blocked(X, k, block_rows=block_rows, **params).indices
@@ -75,7 +75,8 @@ def select_group_greedi(X: np.ndarray, k: int, *, partitions: int = 4, optimizer
                         weights: str = "cluster", metric: str = "euclidean",
                         epsilon: float = 0.1, radius: float = 2.0, random_state=None,
                         memory_budget: int | None = None, block_rows: int | None = None,
-                        n_jobs: int | None = None, d0: float | None = None) -> GroupSelection:
+                        n_jobs: int | None = None, d0: float | None = None,
+                        centrality_sample: int | None = None) -> GroupSelection:
     """GreeDi on one group (see the module notes).
 
     With ``partitions=1`` there is nothing to merge: the result is the inner method's on all
@@ -90,7 +91,7 @@ def select_group_greedi(X: np.ndarray, k: int, *, partitions: int = 4, optimizer
     partitions : int, default=4
         Number of parts ``m``. The merge evaluates ``ceil(m log(1 / epsilon))`` candidates
         per pick.
-    optimizer, weights, metric, epsilon, radius, random_state, block_rows, d0
+    optimizer, weights, metric, epsilon, radius, random_state, block_rows, d0, centrality_sample
         As in :func:`._blocked.select_group_blocked`; ``optimizer`` is that of the first round.
     memory_budget : int or None, default=None
         Bytes one part may use on the dense engine (see :func:`._dense.dense_bytes`).
@@ -109,7 +110,7 @@ def select_group_greedi(X: np.ndarray, k: int, *, partitions: int = 4, optimizer
     partitions = int(partitions)
     seeds = _seeds(random_state, partitions)
     params = dict(optimizer=optimizer, weights=weights, metric=metric, epsilon=epsilon,
-                  radius=radius, random_state=int(seeds[0]))
+                  radius=radius, random_state=int(seeds[0]), centrality_sample=centrality_sample)
     if partitions == 1:
         if fits_dense(n, X.shape[1], memory_budget):
             return select_group_dense(X, k, **params)
@@ -118,7 +119,8 @@ def select_group_greedi(X: np.ndarray, k: int, *, partitions: int = 4, optimizer
     picked = Parallel(n_jobs=n_jobs)(
         delayed(select_part)(X[p], min(k, p.size), optimizer=optimizer, metric=metric,
                              epsilon=epsilon, random_state=seed,
-                             memory_budget=memory_budget, block_rows=block_rows)
+                             memory_budget=memory_budget, block_rows=block_rows,
+                             centrality_sample=centrality_sample)
         for p, seed in zip(parts, part_seeds, strict=True))
     partials = [p[local] for p, local in zip(parts, picked, strict=True)]
     return greedi_merge(X, k, partials, weights=weights,
@@ -129,7 +131,8 @@ def select_group_greedi(X: np.ndarray, k: int, *, partitions: int = 4, optimizer
 def select_groups_greedi(X: np.ndarray, groups: list[np.ndarray], budgets, seeds, *,
                          partitions: int, optimizer: str, weights: str, metric: str,
                          epsilon: float, radius: float, memory_budget: int | None,
-                         n_jobs: int | None) -> list[GroupSelection]:
+                         n_jobs: int | None, centrality_sample: int | None = None
+                         ) -> list[GroupSelection]:
     """GreeDi on several groups (row positions in ``X``), each with its budget and seed.
 
     The parts of *every* group go to one joblib call, then the merges to another, so that a
@@ -144,7 +147,7 @@ def select_groups_greedi(X: np.ndarray, groups: list[np.ndarray], budgets, seeds
         delayed(select_part)(X[groups[c][part]], min(int(budgets[c]), part.size),
                              optimizer=optimizer, metric=metric, epsilon=epsilon,
                              random_state=part_seed, memory_budget=memory_budget,
-                             block_rows=None)
+                             block_rows=None, centrality_sample=centrality_sample)
         for c, part, part_seed in tasks)
     partials: list[list[np.ndarray]] = [[] for _ in groups]
     for (c, part, _), local in zip(tasks, picked, strict=True):

@@ -11,6 +11,8 @@ lives here:
   their marginal gains, vectorised over the picks.
 * :func:`stochastic_sample_size` and :func:`stochastic_greedy`: the stochastic greedy's sample size
   ``ceil(n / k * log(1 / epsilon))`` and its loop (draw, evaluate, keep the best, fold it in).
+* :func:`centrality_reference`: the random reference points that centrality scores a large group
+  against (every engine draws the same ones for a seed).
 * :func:`coreset_weights`: ``"cluster"``, ``"radius"`` and ``"uniform"`` weights, and
   :func:`radius_threshold`, the radius test on similarities.
 * :func:`finalize`: a medoid always belongs to its own cluster, then the weights, then the
@@ -193,6 +195,37 @@ def stochastic_greedy(candidates: np.ndarray, k: int, sample: int, rng: np.rando
         remaining = np.delete(remaining, pos[best])
         add(best, j, t)
     return indices, gains
+
+
+#: Default of ``centrality_sample``: groups larger than this are scored against a random sample
+#: of this many of their points. Measured on warm-up gradient features of 6 data sets (letter,
+#: penbased, magic, satimage, optdigits, texture; sym0/sym50/asym40, groups of up to 10,000): the
+#: top half by sampled score shared >= 98.5% of its points with the exact one and had the same
+#: clean fraction within 0.006; 512 points fell to 93.8% and 256 to 93.7% (clean -0.057).
+CENTRALITY_SAMPLE = 1024
+
+
+def centrality_reference(n: int, sample: int | None, random_state) -> np.ndarray | None:
+    """The points a group of ``n`` scores its centrality against, or None for all of them.
+
+    Centrality ranks points by their summed similarity to the whole group, ``n^2`` distances.
+    For ``n > sample`` the sum is estimated on a uniform random sample of ``sample`` distinct
+    points (sorted positions, drawn from ``random_state`` alone so that every engine draws the
+    same ones): ``n * sample`` distances, and the score's error shrinks as ``1 / sqrt(sample)``
+    whatever ``n``, so the ranking of a large group barely moves (see
+    :data:`CENTRALITY_SAMPLE`). ``sample=None`` keeps the exact sum.
+
+    Examples
+    --------
+    >>> from sk_crust._engine._rules import centrality_reference
+    >>> centrality_reference(10, 20, 0) is None, centrality_reference(10, None, 0) is None
+    (True, True)
+    >>> len(centrality_reference(10, 4, 0))
+    4
+    """
+    if sample is None or n <= sample:
+        return None
+    return np.sort(as_generator(random_state).choice(n, size=int(sample), replace=False))
 
 
 def as_generator(random_state) -> np.random.Generator:

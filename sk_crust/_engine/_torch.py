@@ -43,6 +43,7 @@ from ._rules import (
     Cover,
     GroupSelection,
     as_generator,
+    centrality_reference,
     finalize,
     radius_threshold,
     stochastic_greedy,
@@ -191,9 +192,38 @@ def _greedy_stochastic(P: _DevicePoints, k: int, epsilon: float, rng):
     return indices, gains, cover
 
 
-def _centrality(P: _DevicePoints, k: int, epsilon: float, rng):
-    """The ``k`` largest similarity row sums (ties: lowest index), and their true gains."""
-    order = torch.sort(P.row_sums(), descending=True, stable=True).indices[:k]
+def _reference_means(P: _DevicePoints, reference: np.ndarray) -> torch.Tensor:
+    """Mean distance of every point to the ``reference`` points other than itself.
+
+    The rule of :func:`._blocked._reference_distance_means`, on the device.
+    """
+    ref = torch.as_tensor(reference, device=P.device)
+    m = len(reference)
+    position = torch.full((P.n,), -1, dtype=torch.int64, device=P.device)
+    position[ref] = torch.arange(m, device=P.device)
+    sums = torch.empty(P.n, dtype=P.acc, device=P.device)
+    step = max(1, P.chunk * P.n // max(m, 1))
+    for start in range(0, P.n, step):
+        stop = min(start + step, P.n)
+        D = finish_distances(P.X[start:stop] @ P.X[ref].T, P.sq[start:stop], P.sq[ref],
+                             P.metric)
+        inside = torch.nonzero(position[start:stop] >= 0).flatten()
+        D[inside, position[start + inside]] = 0.0
+        sums[start:stop] = D.sum(dim=1, dtype=P.acc)
+    return sums / (m - (position >= 0).to(P.acc)).clamp_(min=1)
+
+
+def _centrality(P: _DevicePoints, k: int, epsilon: float, rng, sample: int | None = None):
+    """The ``k`` largest similarity row sums (ties: lowest index), and their true gains.
+
+    On more than ``sample`` points the scores are mean distances to the reference sample of
+    :func:`._rules.centrality_reference` (the CPU engines' draw for the same seed).
+    """
+    reference = centrality_reference(P.n, sample, rng)
+    if reference is None:
+        order = torch.sort(P.row_sums(), descending=True, stable=True).indices[:k]
+    else:
+        order = torch.sort(_reference_means(P, reference), stable=True).indices[:k]
     cover = _cover(P)
     gains = np.empty(k, dtype=np.float64)
     for t0 in range(0, k, P.chunk):
@@ -220,7 +250,8 @@ def _radius_counts(P: _DevicePoints, indices: np.ndarray, radius: float) -> np.n
 def select_group_torch(X: np.ndarray, k: int, *, device, optimizer: str = "lazy",
                        weights: str = "cluster", metric: str = "euclidean", epsilon: float = 0.1,
                        radius: float = 2.0, random_state=None,
-                       memory_budget: int | None = None) -> GroupSelection:
+                       memory_budget: int | None = None,
+                       centrality_sample: int | None = None) -> GroupSelection:
     """Select ``k`` weighted medoids of ``X`` with distances, gains and greedy on ``device``.
 
     Parameters
@@ -236,6 +267,9 @@ def select_group_torch(X: np.ndarray, k: int, *, device, optimizer: str = "lazy"
         As the dense engine; ``"naive"`` runs the same exact batched lazy greedy as ``"lazy"``.
     memory_budget : int or None
         Bytes of device memory the dense ``(n, n)`` matrix may take; above it, rows are streamed.
+    centrality_sample : int or None
+        As the CPU engines: ``"centrality"`` on more points than this ranks them against a
+        random sample of that many, the same sample as the CPU draws for the seed.
 
     Returns
     -------
@@ -250,7 +284,11 @@ def select_group_torch(X: np.ndarray, k: int, *, device, optimizer: str = "lazy"
         raise ValueError(f"optimizer={optimizer!r} is not valid: pass one of {OPTIMIZERS}") \
             from None
     P = _DevicePoints(X, metric, dev, memory_budget)
-    indices, gains, cover = run(P, k, epsilon, as_generator(random_state))
+    if run is _centrality:
+        indices, gains, cover = _centrality(P, k, epsilon, as_generator(random_state),
+                                            centrality_sample)
+    else:
+        indices, gains, cover = run(P, k, epsilon, as_generator(random_state))
     name = "lazy" if run is _greedy_lazy else optimizer
     return finalize(indices, gains, cover.assignment.cpu().numpy().astype(np.intp),
                     weights=weights, radius_counts=lambda: _radius_counts(P, indices, radius),
