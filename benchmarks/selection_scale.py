@@ -245,17 +245,28 @@ def objective_table(records: list[dict]) -> list[str]:
     return lines
 
 
-# The issue's targets: 10^6 points in under 5 minutes and 4 GiB on 2 cores; the memory-bounded
-# greedy at least 0.98 of the exact greedy's objective where the exact one fits.
+# The targets: 10^6 points in under 5 minutes and 4 GiB on 2 cores (the first scale issue); with
+# default parameters at k=10%, under 200 s for "stochastic" and 60 s for "centrality" (the speed
+# issue); the memory-bounded greedy at least 0.98 of the exact greedy's objective where the exact
+# one fits.
 TARGET_SECONDS, TARGET_GIB, TARGET_RATIO = 300.0, 4.0, 0.98
+TARGET_SECONDS_K10 = {"stochastic": 200.0, "centrality": 60.0}
+
+
+def _target_seconds(record: dict) -> float:
+    if record["fraction"] == 0.1 and record.get("n_jobs", 1) is None:
+        return TARGET_SECONDS_K10.get(record["optimizer"], TARGET_SECONDS)
+    return TARGET_SECONDS
 
 
 def targets_section(records: list[dict], objective_records: list[dict]) -> list[str]:
     """Each measured row against the targets, met or missed, with its margin."""
     lines = ["## Against the targets", "",
              f"Targets: {10 ** 6:,} points selected in under {TARGET_SECONDS:.0f} s and "
-             f"{TARGET_GIB:.0f} GiB peak on 2 cores; objective at least {TARGET_RATIO} of the "
-             "exact "
+             f"{TARGET_GIB:.0f} GiB peak on 2 cores; with default parameters (`n_jobs=None`) "
+             "at k=10%, under "
+             + " and ".join(f"{v:.0f} s for `{k}`" for k, v in TARGET_SECONDS_K10.items())
+             + f"; objective at least {TARGET_RATIO} of the exact "
              "greedy's where comparable (the facility-location approximations only: centrality "
              "ranks row sums and is not judged on this objective).", ""]
     big = [r for r in records if r["n"] >= 10 ** 6]
@@ -267,14 +278,16 @@ def targets_section(records: list[dict], objective_records: list[dict]) -> list[
             lines.append(f"- {name}: MISSED ({r['error']})")
             continue
         gib = r["peak_rss"] / 2 ** 30
-        ok = r["seconds"] < TARGET_SECONDS and gib < TARGET_GIB
+        target = _target_seconds(r)
+        ok = r["seconds"] < target and gib < TARGET_GIB
         lines.append(f"- {name}: {'met' if ok else 'MISSED'}: {r['seconds']:.0f} s "
-                     f"({r['seconds'] / TARGET_SECONDS:.0%} of the time target), {gib:.2f} GiB "
+                     f"({r['seconds'] / target:.0%} of the {target:.0f} s target), {gib:.2f} GiB "
                      f"({gib / TARGET_GIB:.0%} of the memory target).")
     exact = {r["fraction"]: r for r in objective_records
-             if r["optimizer"] == "lazy" and "error" not in r}
+             if r["label"] == "exact lazy (dense)" and "error" not in r}
     for r in objective_records:
-        if r["optimizer"] in ("lazy", "centrality") or "error" in r or r["fraction"] not in exact:
+        if (r["label"] == "exact lazy (dense)" or r["optimizer"] == "centrality" or "error" in r
+                or r["fraction"] not in exact):
             continue
         ratio = sum(r["class_objectives"]) / sum(exact[r["fraction"]]["class_objectives"])
         lines.append(f"- Objective, k={r['fraction']:.0%}, {r['label']}: "
@@ -333,8 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.objective_n:
         for fraction in args.fractions:
             runs = [("exact lazy (dense)", "lazy", None)]
-            runs += [(f"blocked {opt} (memory_budget=64MiB)", opt, "64MiB")
-                     for opt in args.optimizers if opt != "lazy"]
+            # Over the budget: "lazy"/"stochastic" run in parts, "centrality" block by block.
+            runs += [(f"over budget, {opt} (memory_budget=64MiB)", opt, "64MiB")
+                     for opt in dict.fromkeys(["lazy", *args.optimizers])]
             for label, optimizer, budget in runs:
                 config = dict(base, n=args.objective_n, fraction=fraction, optimizer=optimizer,
                               budget=budget, backend="local", objective=True, label=label)

@@ -154,20 +154,25 @@ def test_greedi_rejects_bad_partitions(moderate):
         select_group_greedi(X, 10, partitions=0)
 
 
-def test_no_quadratic_allocation():
+@pytest.mark.parametrize(("budget", "method"), [("1MiB", "parts-9-lazy"),
+                                               ("100kB", "blocked-stochastic")])
+def test_no_quadratic_allocation(budget, method):
     n = 4000
     X = _blobs(n, d=32, seed=4)
-    budget = parse_memory_budget("1MiB")
+    budget = parse_memory_budget(budget)
     assert dense_bytes(n, 32) > budget
+    select_group_auto(X[:1000], 100, memory_budget=budget, random_state=0)  # numba compiles
     tracemalloc.start()
     try:
         sel = select_group_auto(X, 400, memory_budget=budget, random_state=0)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert sel.method == "blocked-stochastic"
+    # 1 MiB fits parts of 470 points; 100 kB would make parts under MIN_PART: blocked.
+    assert sel.method == method
     assert sel.weights.sum() == n
-    # The dense matrix alone is 4 n^2 = 64 MB; the blocked path holds O(n d + sample x block).
+    # The dense matrix alone is 4 n^2 = 64 MB; the blocked path holds O(n d + sample x block),
+    # the parts path one part's matrix (within the budget) and 64 rows of the fold.
     assert peak < 4 * n * n / 10
 
 
@@ -402,3 +407,55 @@ def test_selector_centrality_sample_is_a_parameter():
     with pytest.raises(ValueError, match="centrality_sample"):
         CrustSelector(centrality_sample=0).fit(X, y)
     assert CrustSampler().get_params()["centrality_sample"] == 1024
+
+
+# --------------------------------------------------------------------------- parts engine
+def test_part_sizes_and_shares():
+    from sk_crust._engine._parts import MIN_PART, largest_dense, part_budgets, part_count
+
+    for d, budget in [(8, 10**6), (64, 2**30), (3, 12_345)]:
+        n = largest_dense(d, budget)
+        assert dense_bytes(n, d) <= budget < dense_bytes(n + 1, d)
+    assert part_count(500, 8, None) == 1 and part_count(500, 8, dense_bytes(500, 8)) == 1
+    fit = largest_dense(8, 10**6)
+    assert part_count(5 * fit + 1, 8, 10**6) == 6
+    assert part_count(10_000, 8, dense_bytes(MIN_PART - 1, 8)) == 0  # parts too small: blocked
+    shares = part_budgets(np.array([334, 333, 333]), 100)
+    assert shares.sum() == 100 and shares.tolist() == [34, 33, 33]
+    assert part_budgets(np.array([5, 1000]), 1004).tolist() == [5, 999]
+
+
+@pytest.mark.parametrize("optimizer", ["lazy", "stochastic"])
+def test_parts_engine_selects_each_part_then_covers_the_group(optimizer):
+    from sk_crust._engine._parts import select_group_parts
+
+    X = _blobs(3000, d=8, seed=11)
+    budget = dense_bytes(800, 8)  # parts of at most 800 points: 4 parts
+    sel = select_group_parts(X, 300, optimizer=optimizer, memory_budget=budget,
+                             random_state=3)
+    assert sel.method == f"parts-4-{optimizer}"
+    assert len(sel.indices) == len(np.unique(sel.indices)) == 300
+    D = np.sqrt(((X[:, None, :].astype(np.float64) - X[sel.indices][None]) ** 2).sum(-1))
+    # every point belongs to its nearest pick (ties aside), and the weights count them
+    assert np.mean(D[np.arange(3000), sel.assignment] <= D.min(axis=1) + 1e-4) == 1.0
+    np.testing.assert_array_equal(sel.weights, np.bincount(sel.assignment, minlength=300))
+    # gains are marginal gains over the whole group under the bound d0: they sum to F(S)
+    d0 = _Points(X, "euclidean").d0_bound()
+    assert sel.objective == pytest.approx(np.sum(d0 - D.min(axis=1)), rel=1e-4)
+    again = select_group_parts(X, 300, optimizer=optimizer, memory_budget=budget,
+                               random_state=3)
+    np.testing.assert_array_equal(again.indices, sel.indices)
+    S, d0_exact = similarity_matrix(X)
+    exact = select_group(X, 300, optimizer="lazy")
+    assert objective(S, sel.indices) >= 0.99 * objective(S, exact.indices)
+
+
+def test_selector_takes_the_parts_engine_over_the_budget():
+    X = _blobs(2400, d=8, seed=12)
+    y = np.repeat([0, 1], 1200)
+    sel = CrustSelector(k=0.1, optimizer="lazy", memory_budget=dense_bytes(500, 8),
+                        random_state=0).fit(X, y)
+    assert sel.class_methods_.tolist() == ["parts-3-lazy"] * 2
+    assert sel.sample_weight_.sum() == pytest.approx(2400)
+    central = CrustSelector(k=0.1, memory_budget=dense_bytes(500, 8), random_state=0).fit(X, y)
+    assert central.class_methods_.tolist() == ["blocked-centrality"] * 2

@@ -228,16 +228,35 @@ def test_add_label_noise_invalid_inputs():
 
 
 def test_dataset_over_the_memory_budget():
-    G, y = _data(n=400)
+    G, y = _data(n=1200)
     dense = CrustSelector(k=0.1, optimizer="lazy", random_state=0).fit(G, y)
+    parts = CrustSelector(k=0.1, optimizer="lazy", random_state=0,
+                          memory_budget=400_000).fit(G, y)
     blocked = CrustSelector(k=0.1, optimizer="lazy", random_state=0,
                             memory_budget=10_000).fit(G, y)
     assert list(dense.class_methods_) == ["dense-lazy"] * 2
-    assert list(blocked.class_methods_) == ["blocked-stochastic"] * 2
-    assert len(blocked.indices_) == len(dense.indices_)
-    assert blocked.weights_.sum() == 400
+    assert list(parts.class_methods_) == ["parts-2-lazy"] * 2  # 600 per class, 300 per part
+    assert list(blocked.class_methods_) == ["blocked-stochastic"] * 2  # parts would be tiny
+    for over in (parts, blocked):
+        assert len(over.indices_) == len(dense.indices_)
+        assert over.weights_.sum() == 1200
     with pytest.raises(ValueError, match="memory_budget='lots' is not valid"):
         CrustSelector(memory_budget="lots").fit(G, y)
+
+
+def test_centrality_on_a_class_larger_than_its_sample():
+    G, y = _data(n=800)  # 400 per class
+    params = dict(k=0.5, optimizer="centrality", random_state=0)
+    exact = CrustSelector(centrality_sample=None, **params).fit(G, y)
+    np.testing.assert_array_equal(CrustSelector(centrality_sample=400, **params).fit(G, y)
+                                  .indices_, exact.indices_)  # not larger: exact
+    sampled = CrustSelector(centrality_sample=100, **params).fit(G, y)
+    np.testing.assert_array_equal(CrustSelector(centrality_sample=100, **params).fit(G, y)
+                                  .indices_, sampled.indices_)  # same seed, same coreset
+    assert not np.array_equal(np.sort(sampled.indices_), np.sort(exact.indices_))
+    assert sampled.weights_.sum() == 800
+    with pytest.raises(ValueError, match="centrality_sample"):
+        CrustSelector(centrality_sample=0).fit(G, y)
 
 
 # --- CrustClassifier ----------------------------------------------------------------------------

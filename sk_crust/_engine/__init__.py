@@ -15,12 +15,16 @@ module             what it holds
                    optimizers on it
 ``_blocked``       similarity rows recomputed block by block (O(n) memory)
 ``_greedi``        partition and merge (GreeDi), parts through joblib
+``_parts``         a group over the budget in random parts that fit it, each on the dense
+                   engine, the picks folded into the whole group's cover
 ``_torch``         the same on a torch device (torch imported only when used)
 ``_numba_kernels`` compiled loops, used when numba is installed (``SK_CRUST_NUMBA=0``: NumPy)
 =================  =========================================================================
 
 :func:`select_group` runs one group on one of :data:`ENGINES`; ``engine="auto"`` takes the dense
-engine when the group fits ``memory_budget`` and the blocked one otherwise.
+engine when the group fits ``memory_budget``, otherwise the parts engine (the blocked one for
+``"centrality"``, whose sampled scores are cheap on it, and for budgets too small for parts of
+:data:`._parts.MIN_PART` points).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from threadpoolctl import ThreadpoolController
 from ._blocked import select_group_blocked
 from ._dense import dense_bytes, fits_dense, select_group_dense
 from ._greedi import select_group_greedi, select_groups_greedi
+from ._parts import part_count, select_group_parts
 from ._rules import CENTRALITY_SAMPLE, OPTIMIZERS, WEIGHTS, GroupSelection
 from ._similarity import METRICS, center_distances, medoid_distances
 
@@ -55,14 +60,26 @@ ENGINES = {
     "dense": select_group_dense,
     "blocked": select_group_blocked,
     "greedi": select_group_greedi,
+    "parts": select_group_parts,
     "torch": _select_group_torch,
 }
 
 
-def choose_engine(n: int, d: int, memory_budget: int | None) -> str:
-    """``"dense"`` if a group of ``n`` points in ``d`` dimensions fits the budget, else
-    ``"blocked"``."""
-    return "dense" if fits_dense(n, d, memory_budget) else "blocked"
+def choose_engine(n: int, d: int, memory_budget: int | None,
+                  optimizer: str = "centrality") -> str:
+    """The engine ``engine="auto"`` takes for a group of ``n`` points in ``d`` dimensions.
+
+    ``"dense"`` if it fits the budget. Otherwise ``"blocked"`` for ``"centrality"`` (sampled row
+    sums, block by block: ``n * centrality_sample`` distances) and when parts of the budget's
+    size would be too small (:func:`._parts.part_count`), else ``"parts"``: the greedy
+    optimizers on the whole group cost ``O(n^2 log(1/eps))`` distances on the blocked engine,
+    ``O(n^2 / parts)`` in parts (``benchmarks/results/selection_scale.md``).
+    """
+    if fits_dense(n, d, memory_budget):
+        return "dense"
+    if optimizer == "centrality" or part_count(n, d, memory_budget) == 0:
+        return "blocked"
+    return "parts"
 
 
 def select_group(X: np.ndarray, k: int, *, engine: str = "auto", memory_budget: int | None = None,
@@ -75,9 +92,9 @@ def select_group(X: np.ndarray, k: int, *, engine: str = "auto", memory_budget: 
         Finite points (prior validation is assumed, and ``1 <= k <= n``).
     k : int
         Number of points to select.
-    engine : {"auto", "dense", "blocked", "greedi", "torch"}, default="auto"
+    engine : {"auto", "dense", "blocked", "greedi", "parts", "torch"}, default="auto"
         ``"auto"``: dense if the group fits ``memory_budget`` (:func:`._dense.dense_bytes`),
-        blocked otherwise.
+        otherwise :func:`choose_engine`'s.
     memory_budget : int or None, default=None
         Bytes the selection may use (``None``: no limit).
     **params
@@ -101,7 +118,8 @@ def select_group(X: np.ndarray, k: int, *, engine: str = "auto", memory_budget: 
     'blocked-stochastic'
     """
     if engine == "auto":
-        engine = choose_engine(X.shape[0], X.shape[1], memory_budget)
+        engine = choose_engine(X.shape[0], X.shape[1], memory_budget,
+                               params.get("optimizer", "lazy"))
     try:
         run = ENGINES[engine]
     except KeyError:
