@@ -89,3 +89,31 @@ def test_every_engine_in_the_registry_selects(engine):
 def test_unknown_engine():
     with pytest.raises(ValueError, match="engine='x' is not valid"):
         select_group(np.zeros((3, 1)), 1, engine="x")
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine"])
+def test_fused_fold_and_reference_sums_equal_the_numpy_passes(monkeypatch, metric):
+    """The compiled one-pass kernels (fold_products, distance_row_sums) against the NumPy rule:
+    similarity rows folded with fold_rows, and distances summed with the self distance 0."""
+    if _rules.kernels is None:
+        pytest.skip("numba is not installed")
+    from sk_crust._engine._blocked import _reference_distance_means, fold_picks
+    from sk_crust._engine._similarity import Points
+
+    X = np.random.default_rng(3).normal(size=(500, 6)).astype(np.float32)
+    X[7] = X[3]  # a duplicate: ties in the cover
+    P = Points(X, metric)
+    picks = np.array([3, 7, 100, 42, 0, 499] + list(range(200, 300)), dtype=np.intp)
+    reference = np.sort(np.random.default_rng(1).choice(500, 64, replace=False))
+    d0 = np.float32(P.d0_bound())
+    fused = Cover.zeros(500)
+    fused_gains = fold_picks(P, picks, d0, fused)
+    fused_means = _reference_distance_means(P, reference, 128)
+    monkeypatch.setattr(_rules, "kernels", None)
+    plain = Cover.zeros(500)
+    plain_gains = fold_picks(P, picks, d0, plain)
+    np.testing.assert_array_equal(fused.assignment, plain.assignment)
+    np.testing.assert_allclose(fused.value, plain.value, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fused_gains, plain_gains, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(fused_means, _reference_distance_means(P, reference, 128),
+                               rtol=1e-5)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _rules
 from ._dense import row_gains
 from ._rules import (
     Cover,
@@ -29,7 +30,7 @@ from ._rules import (
     stochastic_greedy,
     stochastic_sample_size,
 )
-from ._similarity import Points, finish_distances, similarity_rows
+from ._similarity import METRIC_CODES, Points, finish_distances, similarity_rows
 
 # Above this many float32 values, the candidates' similarity rows are not kept between the gain
 # pass and the cover update: the winner's row is recomputed instead (1/sample of the work).
@@ -199,7 +200,8 @@ def _reference_distance_means(P: Points, reference: np.ndarray,
 
     A reference point's own zero distance is left out of its mean, so that being in the sample
     is no advantage: each score is an unbiased estimate of the point's mean distance to the
-    rest of its group.
+    rest of its group. With the compiled kernels each block's products are turned into distance
+    sums in one pass, without writing the distances out.
     """
     n, m = P.n, len(reference)
     X_ref, sq_ref = P.X[reference], P.sq[reference]
@@ -207,14 +209,44 @@ def _reference_distance_means(P: Points, reference: np.ndarray,
     position[reference] = np.arange(m)
     sums = np.zeros(n, dtype=np.float64)
     work = np.empty(min(n, rows_per_block) * m, dtype=np.float32)
+    fused = _rules.kernels is not None
     for r0 in range(0, n, rows_per_block):
         r1 = min(r0 + rows_per_block, n)
         D = np.matmul(P.X[r0:r1], X_ref.T, out=work[:(r1 - r0) * m].reshape(r1 - r0, m))
-        finish_distances(D, P.sq[r0:r1], sq_ref, P.metric, compiled_ok=True)
+        if fused:
+            _rules.kernels.distance_row_sums(D, P.sq[r0:r1], sq_ref, METRIC_CODES[P.metric],
+                                             position[r0:r1], sums[r0:r1])
+            continue
+        finish_distances(D, P.sq[r0:r1], sq_ref, P.metric)
         inside = np.flatnonzero(position[r0:r1] >= 0)
         D[inside, position[r0 + inside]] = 0.0
         sums[r0:r1] = D.sum(axis=1, dtype=np.float64)
     return sums / np.maximum(m - (position >= 0), 1)
+
+
+def fold_picks(P: Points, picks: np.ndarray, d0: np.float32, cover: Cover) -> np.ndarray:
+    """Fold the similarity rows of ``picks`` (in pick order) into ``cover``; their gains.
+
+    :func:`._rules.fold_rows` on the rows :func:`._similarity.similarity_rows` makes, the picks
+    ``_FOLD_ROWS`` at a time (one matrix product each). With the compiled kernels the products
+    are folded directly (:func:`._numba_kernels.fold_products`: the same distances, similarities,
+    gains and tie rule in one pass, no rows written out).
+    """
+    k = len(picks)
+    gains = np.empty(k, dtype=np.float64)
+    buffer = np.empty((min(k, _FOLD_ROWS), P.n), dtype=np.float32)
+    fused = _rules.kernels is not None and cover.assignment.dtype == np.intp
+    for t0 in range(0, k, _FOLD_ROWS):
+        ids = picks[t0:t0 + _FOLD_ROWS]
+        if fused:
+            D = np.matmul(P.X[ids], P.X.T, out=buffer[:len(ids)])
+            gains[t0:t0 + len(ids)] = _rules.kernels.fold_products(
+                D, P.sq[ids], P.sq, METRIC_CODES[P.metric], np.float32(d0),
+                np.asarray(ids, dtype=np.intp), t0, cover.value, cover.assignment)
+        else:
+            R = similarity_rows(P, ids, d0, buffer)
+            gains[t0:t0 + len(R)] = fold_rows(R, t0, cover)
+    return gains
 
 
 def _centrality_blocked(P: Points, k: int, *, d0: float | None, block_rows: int | None,
@@ -253,13 +285,8 @@ def _centrality_blocked(P: Points, k: int, *, d0: float | None, block_rows: int 
     # Row sum of similarity = n d0 - row sum of distances: the ranking does not depend on d0.
     order = np.argsort(dist_sums, kind="stable")[:k].astype(np.intp)
     cover = Cover.zeros(n)
-    gains = np.empty(k, dtype=np.float64)
-    # The picks are known: their rows are made _FOLD_ROWS at a time (one matrix product each)
-    # and folded into the cover in order.
-    buffer = np.empty((min(k, _FOLD_ROWS), n), dtype=np.float32)
-    for t0 in range(0, k, _FOLD_ROWS):
-        R = similarity_rows(P, order[t0:t0 + _FOLD_ROWS], d0, buffer)
-        gains[t0:t0 + len(R)] = fold_rows(R, t0, cover)
+    # The picks are known: their rows are folded into the cover in order.
+    gains = fold_picks(P, order, d0, cover)
     return order, gains, cover
 
 

@@ -184,3 +184,59 @@ def fold_rows(R, t0, cover, assignment):
         gains[r] = _gain(R, r, cover)
         cover_add(R, r, t0 + r, cover, assignment)
     return gains
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _distance(product, sq_a, sq_b, metric):
+    # One entry of ``finish_distances``: the same formula and clamping.
+    zero = np.float32(0.0)
+    if metric == 2:
+        return min(max(np.float32(1.0) - product, zero), np.float32(2.0))
+    value = max(sq_a + sq_b - np.float32(2.0) * product, zero)
+    return np.sqrt(value) if metric == 0 else value
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def distance_row_sums(D, sq_rows, sq_cols, metric, skip, out):
+    """Float64 row sums of the distances ``finish_distances`` makes of the products ``D``.
+
+    ``D`` is left as it is (one read, no write-back pass). ``skip[r] >= 0`` leaves that column
+    out of row ``r``'s sum (a point's distance to itself, which is 0 by the engines' rule).
+    """
+    for r in range(D.shape[0]):
+        a = sq_rows[r]
+        total = 0.0
+        for c in range(D.shape[1]):
+            total += np.float64(_distance(D[r, c], a, sq_cols[c], metric))
+        if skip[r] >= 0:
+            total -= np.float64(_distance(D[r, skip[r]], a, sq_cols[skip[r]], metric))
+        out[r] = total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def fold_products(D, sq_rows, sq_cols, metric, d0, self_cols, t0, cover, assignment):
+    """``fold_rows`` of the similarity rows ``d0 - distance`` made from the products ``D``.
+
+    Row ``r`` is pick ``t0 + r``, whose own point is column ``self_cols[r]`` (distance 0). Each
+    row's similarities are made in one cache-resident scratch row (the same formula as
+    ``finish_distances``), then its gain (``_gain``) and cover update (``_cover_add``) are those
+    of the rule, so no similarity row is written out to memory.
+    """
+    gains = np.empty(D.shape[0], dtype=np.float64)
+    row = np.empty(D.shape[1], dtype=np.float32)
+    zero = np.float32(0.0)
+    for r in range(D.shape[0]):
+        a = sq_rows[r]
+        for i in range(D.shape[1]):
+            row[i] = d0 - _distance(D[r, i], a, sq_cols[i], metric)
+        row[self_cols[r]] = d0
+        total = np.float32(0.0)
+        for i in range(row.shape[0]):
+            total += max(row[i] - cover[i], zero)
+        gains[r] = np.float64(total)
+        t = t0 + r
+        for i in range(row.shape[0]):
+            if row[i] > cover[i]:
+                cover[i] = row[i]
+                assignment[i] = t
+    return gains

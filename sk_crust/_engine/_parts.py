@@ -27,16 +27,14 @@ import math
 
 import numpy as np
 
-from ._blocked import finalize_blocked
+from ._blocked import finalize_blocked, fold_picks
 from ._dense import dense_bytes, fits_dense, select_group_dense
-from ._rules import Cover, GroupSelection, as_generator, fold_rows
-from ._similarity import Points, similarity_rows
+from ._rules import Cover, GroupSelection, as_generator
+from ._similarity import Points
 
 # Fewer points than this per part and the parts engine is not used: the budget is then too
 # small for a part to show the structure of its group (the blocked engine takes such groups).
 MIN_PART = 256
-# Picks whose rows are made in one matrix product and folded into the cover at once.
-_FOLD_ROWS = 64
 
 
 def largest_dense(d: int, memory_budget: int) -> int:
@@ -132,12 +130,7 @@ def select_group_parts(X: np.ndarray, k: int, *, optimizer: str = "lazy",
              for part, share, seed in zip(parts, shares, seeds, strict=True) if share > 0]
     indices = np.concatenate(picks).astype(np.intp)
     P = Points(X, metric)
-    d0 = np.float32(P.d0_bound())
     cover = Cover.zeros(n)
-    gains = np.empty(k, dtype=np.float64)
-    buffer = np.empty((min(k, _FOLD_ROWS), n), dtype=np.float32)
-    for t0 in range(0, k, _FOLD_ROWS):
-        R = similarity_rows(P, indices[t0:t0 + _FOLD_ROWS], d0, buffer)
-        gains[t0:t0 + len(R)] = fold_rows(R, t0, cover)
+    gains = fold_picks(P, indices, np.float32(P.d0_bound()), cover)
     return finalize_blocked(P, indices, gains, cover, weights=weights, radius=radius,
                             block_rows=None, method=f"parts-{len(parts)}-{params['optimizer']}")

@@ -19,7 +19,8 @@ import numpy as np
 from . import _rules
 
 METRICS = ("euclidean", "sqeuclidean", "cosine")
-_METRIC_CODES = {"euclidean": 0, "sqeuclidean": 1, "cosine": 2}
+#: The metric codes of the compiled kernels.
+METRIC_CODES = {"euclidean": 0, "sqeuclidean": 1, "cosine": 2}
 
 # Rows of S handled at once when a pass over all points would otherwise allocate n x k.
 ROW_BLOCK = 2048
@@ -69,7 +70,7 @@ def finish_distances(D, sq_rows, sq_cols, metric: str, *, compiled_ok: bool = Fa
     if isinstance(D, np.ndarray):
         kernels = _rules.kernels
         if compiled_ok and kernels is not None and D.flags.c_contiguous:
-            kernels.finish_distances(D, sq_rows, sq_cols, _METRIC_CODES[metric])
+            kernels.finish_distances(D, sq_rows, sq_cols, METRIC_CODES[metric])
             return D
         clip, sqrt = _numpy_inplace(D)
     else:
