@@ -619,7 +619,7 @@ class CrustClassifier(NeuralNetClassifier):
             # A CUDA net selects on its GPU too: the similarity rows' matrix products dominate.
             device=self.device if self.device is not None
             and torch.device(self.device).type == "cuda" else None)
-        selector.fit(features.features, groups)
+        selector._fit(features.features, groups, diagnostics=False)  # this net reads none
         medoids = selector.indices_
         weights = selector.sample_weight_.astype(np.float32)
         positions = np.sort(medoids)

@@ -240,7 +240,9 @@ def gradient_features(infer: Callable, batches: Iterable, n_samples: int, *,
     layer = gradient.layer(module)
     features = y_all = pred_all = None
     start = 0
-    with torch.no_grad(), (capture_layer(layer) if layer is not None else _null()) as captured:
+    # inference_mode, not no_grad: no autograd bookkeeping at all (the features leave as NumPy).
+    with torch.inference_mode(), (capture_layer(layer) if layer is not None
+                                  else _null()) as captured:
         for Xb, yb in batches:
             logits = infer(Xb)
             if isinstance(logits, (tuple, list)):

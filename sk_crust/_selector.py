@@ -426,6 +426,13 @@ class CrustSelector(_BaseSelection):
         -------
         self : CrustSelector
         """
+        return self._fit(G, y)
+
+    def _fit(self, G, y, *, diagnostics: bool = True) -> CrustSelector:
+        """:meth:`fit`; ``diagnostics=False`` leaves out what only the selector's own
+        :meth:`get_label_issues` and :meth:`transform` read (``distances_``,
+        ``center_distances_``, ``group_of_selected_``, the data fingerprint): CrustClassifier
+        selects every epoch and reads none of them."""
         budget = self._validate_selection()
         device = _selection_device(self.device, G)
         if device is not None and self.partitions > 1:
@@ -465,10 +472,10 @@ class CrustSelector(_BaseSelection):
             weights=self.weights, metric=self.metric, epsilon=self.epsilon, radius=self.radius,
             centrality_sample=self.centrality_sample)
         self.class_methods_ = np.array([r.method for r in results])  # the path of each class
-        self._set_selection(G, groups, results)
+        self._set_selection(G, groups, results, diagnostics=diagnostics)
         return self
 
-    def _set_selection(self, G, groups, results) -> None:
+    def _set_selection(self, G, groups, results, *, diagnostics: bool = True) -> None:
         """Turn per-class (local) results into dataset-level fitted attributes."""
         n = G.shape[0]
         offsets = np.cumsum([0] + [len(r.indices) for r in results])
@@ -483,6 +490,10 @@ class CrustSelector(_BaseSelection):
             self.labels_[rows] = r.assignment + off
         self.sample_weight_ = np.zeros(n, dtype=np.float64)
         self.sample_weight_[self.indices_] = self.weights_
+        for name in ("group_of_selected_", "distances_", "center_distances_", "_fit_fingerprint"):
+            self.__dict__.pop(name, None)  # never a stale diagnostic of an earlier fit
+        if not diagnostics:
+            return
         # Diagnostics (get_label_issues): O(n d), no pairwise work.
         self.group_of_selected_ = np.repeat(np.arange(len(results)),
                                             [len(r.indices) for r in results])

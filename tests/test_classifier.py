@@ -45,8 +45,8 @@ class _RecordingSelector(CrustSelector):
 
     fitted: list = []
 
-    def fit(self, G, y):
-        super().fit(G, y)
+    def _fit(self, G, y, **kwargs):  # CrustClassifier calls the private _fit (no diagnostics)
+        super()._fit(G, y, **kwargs)
         type(self).fitted.append(self)
         return self
 
