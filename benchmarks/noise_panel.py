@@ -95,7 +95,8 @@ BINARY_NOISE = {"sym0": ("symmetric", 0.0), "sym20": ("symmetric", 0.2),
                 "sym40": ("symmetric", 0.4), "oneway30": ("oneway", 0.3)}
 NOISE_ORDER = ("sym0", "sym20", "sym40", "sym50", "sym80", "asym40", "oneway30")
 CONTROLS = ("plain", "plain_es", "gce", "sce", "cleanlab", "forward", "coteach")
-CANDIDATES = ("crust_default", "crust_w30", "crust_w30_sce", "crust_half", "crust_half_gce")
+CANDIDATES = ("crust_default", "crust_w30", "crust_w30_sce", "crust_half", "crust_half_gce",
+              "crust_switch_gce", "crust_switch_gce_w30", "crust_every2")
 METHODS = (*CONTROLS, *CANDIDATES, "random")
 DEFAULT_METHODS = METHODS[:-1]
 LABELS = {"plain": "plain", "plain_es": "plain + early stop", "gce": "GCE (q=0.7)",
@@ -106,7 +107,10 @@ LABELS = {"plain": "plain", "plain_es": "plain + early stop", "gce": "GCE (q=0.7
           "crust_w30": "CRUST auto + unselected 0.3",
           "crust_w30_sce": "CRUST auto + unselected 0.3 + SCE",
           "crust_half": "CRUST 0.5 (old default)",
-          "crust_half_gce": "CRUST 0.5 + GCE"}
+          "crust_half_gce": "CRUST 0.5 + GCE",
+          "crust_switch_gce": "CRUST auto, GCE after warm-up if noise >= 0.05",
+          "crust_switch_gce_w30": "CRUST auto + unselected 0.3, GCE after warm-up if noise",
+          "crust_every2": "CRUST default, select_every=2"}
 
 
 # --------------------------------------------------------------------------- data
@@ -236,6 +240,14 @@ def make_estimator(method: str, dataset: str, epochs: int, seed: int, y_true, X_
         crust.update(coreset_size=0.5, unselected_weight=0.0)
     if method == "crust_half_gce":
         crust["criterion"] = GCELoss
+    if method == "crust_every2":
+        crust["select_every"] = 2
+    if method in ("crust_switch_gce", "crust_switch_gce_w30"):
+        from _controls import SwitchToRobustLoss
+
+        crust["callbacks"] = [*tracker, SwitchToRobustLoss(GCELoss, threshold=0.05)]
+        if method == "crust_switch_gce_w30":
+            crust["unselected_weight"] = 0.3
     if method in CANDIDATES:
         return CrustClassifier(**crust)
     raise ValueError(f"method={method!r} is not valid: pass one of {METHODS}")
@@ -443,7 +455,8 @@ def render(records: list[dict], out_md: Path, commands: list[str], notes: str = 
             lines.append(f"| {dataset} | {noise} | {_mean(cell[best]):.3f} ({best}) | " +
                          " | ".join(f"{_mean(cell[m]) - _mean(cell[best]):+.3f}"
                                     for m in candidates) + " |")
-        estimated = ("crust_default", "crust_w30", "crust_w30_sce")
+        estimated = ("crust_default", "crust_w30", "crust_w30_sce", "crust_switch_gce",
+                     "crust_switch_gce_w30")
         lines += ["", "Noise-rate estimate of the `auto` rows (`noise_rate_`, the `\"spread\"` "
                   "estimate after the 5 warm-up epochs) against the actual rate, mean over "
                   "seeds:", "",
