@@ -22,7 +22,11 @@ Methods (per estimator):
   (``weights="cluster"``, against the unweighted rows that an imblearn pipeline passes, i.e.
   ``weights="uniform"``);
 - ``cent_spread``: ``cent_auto`` with the ``"spread"`` noise estimate (issue 12) instead of the
-  confident joint's total.
+  confident joint's total;
+- ``norm_spread``: ``cent_spread``'s per-class row counts, but each class keeps its rows of
+  *smallest* gradient-feature norm ``||p - onehot(y)||`` (the ranking of
+  ``CrustSampler.get_label_issues``) instead of its most central ones: a candidate rule computed
+  here from the fitted sampler's ``gradients_``, not a sampler option.
 
 The candidate "auto" rule is computed here, not inside the sampler: the 5-fold out-of-fold
 ``predict_proba`` of the sampler's default estimator (``LogisticRegression(max_iter=1000)``,
@@ -106,6 +110,7 @@ CRUST = {  # method: (optimizer, k, pass cluster weights as sample_weight)
     "cent_auto": ("centrality", "auto", False),
     "cent_auto_w": ("centrality", "auto", True),
     "cent_spread": ("centrality", "spread", False),
+    "norm_spread": ("norm", "spread", False),
 }
 METHODS = ("plain", "cleanlab", *CRUST)
 LABELS = {"plain": "plain", "cleanlab": "cleanlab CleanLearning",
@@ -114,7 +119,8 @@ LABELS = {"plain": "plain", "cleanlab": "cleanlab CleanLearning",
           "cent_k50": "centrality, k=0.5", "cent_k70": "centrality, k=0.7",
           "cent_k90": "centrality, k=0.9", "lazy_auto": "lazy, k=auto",
           "cent_auto": "centrality, k=auto", "cent_auto_w": "centrality, k=auto, cluster weights",
-          "cent_spread": "centrality, k=auto (spread estimate)"}
+          "cent_spread": "centrality, k=auto (spread estimate)",
+          "norm_spread": "smallest residual norm, k=auto (spread estimate)"}
 TIE = 0.01
 
 
@@ -195,6 +201,18 @@ def auto_k(X, y, method="confident_joint"):
     return float(np.clip(1.0 - rate, 0.1, 1.0)), rate
 
 
+def smallest_norm_rows(G, y, selected) -> np.ndarray:
+    """``norm_spread``: per class, as many rows as ``selected`` holds, of smallest ``||G||``."""
+    norm = np.linalg.norm(G, axis=1)
+    chosen = np.zeros(len(y), dtype=bool)
+    chosen[selected] = True
+    keep = []
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        keep.append(rows[np.argsort(norm[rows], kind="stable")[:int(chosen[rows].sum())]])
+    return np.sort(np.concatenate(keep))
+
+
 def run_triple(name: str, noise: str, seed: int, estimators, methods, done) -> list[dict]:
     """All (estimator, method) records of one (set, noise, seed) not yet in ``done``."""
     from sklearn.preprocessing import StandardScaler
@@ -250,12 +268,17 @@ def run_triple(name: str, noise: str, seed: int, estimators, methods, done) -> l
                                       "spread" if k == "spread" else "confident_joint")
                 auto[k] = (k_auto, rate, time.perf_counter() - start)
             k, extra = auto[k][0], dict(estimated_noise=auto[k][1], auto_seconds=auto[k][2])
-        sampler = CrustSampler(k=k, optimizer=optimizer, random_state=seed, n_jobs=1)
+        sampler = CrustSampler(k=k, optimizer="centrality" if optimizer == "norm" else optimizer,
+                               random_state=seed, n_jobs=1)
         start = time.perf_counter()
         X_res, y_res = sampler.fit_resample(Xs, y_noisy)
-        sampler_seconds = time.perf_counter() - start
         idx = np.asarray(sampler.sample_indices_)
-        weights = np.asarray(sampler.sample_weight_)[idx]
+        if optimizer == "norm":
+            idx = smallest_norm_rows(sampler.gradients_, y_noisy, idx)
+            X_res, y_res = Xs[idx], y_noisy[idx]
+        sampler_seconds = time.perf_counter() - start
+        weights = (np.ones(len(idx)) if optimizer == "norm"  # rows only, no cluster weights
+                   else np.asarray(sampler.sample_weight_)[idx])
         clean = float(np.mean(y_noisy[idx] == y_train[idx]))
         wclean = float(np.sum(weights * (y_noisy[idx] == y_train[idx])) / np.sum(weights))
         for e in wanted:

@@ -588,12 +588,11 @@ class CrustSampler(_BaseSelection):
         ``"auto"`` in the package) and keeps 1 - that fraction (clipped to [0.1, 1]), so the user
         need not know the noise rate. It is the default because, with
         ``optimizer="centrality"``, it was the best sampler rule of the panel in
-        ``benchmarks/results/sampler_defaults.md`` (45 of 96 cells meeting the goal with the
-        spread estimate, 43 with the confident joint's total, 24 for plain; mean rank 4.05 of 11
-        with the confident joint against 3.04 for cleanlab's ``CleanLearning``). It still loses
-        to ``CleanLearning`` in about a third of the cells, notably on binary sets at 40% noise,
-        with gradient-boosted trees, and with class-conditional noise (which the spread
-        estimate does not count).
+        ``benchmarks/results/sampler_defaults.md`` (43 of 96 cells meeting the goal with the
+        spread estimate, 41 with the confident joint's total, 24 for plain, 68 for cleanlab's
+        ``CleanLearning``, which ranks better). It loses to ``CleanLearning`` in about a third
+        of the cells, notably on binary sets at 40% noise, with gradient-boosted trees, and
+        with class-conditional noise (which the spread estimate does not count).
     estimator : estimator with ``predict_proba``, default=None
         Model whose out-of-fold probabilities give the gradient features ``p(x) - onehot(y)``
         (the last-layer gradient of the cross-entropy, as in CRUST's Eq. 9). ``None`` means
