@@ -96,7 +96,8 @@ BINARY_NOISE = {"sym0": ("symmetric", 0.0), "sym20": ("symmetric", 0.2),
 NOISE_ORDER = ("sym0", "sym20", "sym40", "sym50", "sym80", "asym40", "oneway30")
 CONTROLS = ("plain", "plain_es", "gce", "sce", "cleanlab", "forward", "coteach")
 CANDIDATES = ("crust_default", "crust_w30", "crust_w30_sce", "crust_half", "crust_half_gce",
-              "crust_switch_gce", "crust_switch_gce_w30", "crust_every2")
+              "crust_switch_gce", "crust_switch_gce_w30", "crust_every2", "crust_switch_sce",
+              "crust_switch_sce_w30")
 METHODS = (*CONTROLS, *CANDIDATES, "random")
 DEFAULT_METHODS = METHODS[:-1]
 LABELS = {"plain": "plain", "plain_es": "plain + early stop", "gce": "GCE (q=0.7)",
@@ -110,7 +111,9 @@ LABELS = {"plain": "plain", "plain_es": "plain + early stop", "gce": "GCE (q=0.7
           "crust_half_gce": "CRUST 0.5 + GCE",
           "crust_switch_gce": "CRUST auto, GCE after warm-up if noise >= 0.05",
           "crust_switch_gce_w30": "CRUST auto + unselected 0.3, GCE after warm-up if noise",
-          "crust_every2": "CRUST default, select_every=2"}
+          "crust_every2": "CRUST default, select_every=2",
+          "crust_switch_sce": "CRUST auto, SCE after warm-up if noise >= 0.05",
+          "crust_switch_sce_w30": "CRUST auto + unselected 0.3, SCE after warm-up if noise"}
 
 
 # --------------------------------------------------------------------------- data
@@ -242,11 +245,12 @@ def make_estimator(method: str, dataset: str, epochs: int, seed: int, y_true, X_
         crust["criterion"] = GCELoss
     if method == "crust_every2":
         crust["select_every"] = 2
-    if method in ("crust_switch_gce", "crust_switch_gce_w30"):
+    if method.startswith("crust_switch_"):
         from _controls import SwitchToRobustLoss
 
-        crust["callbacks"] = [*tracker, SwitchToRobustLoss(GCELoss, threshold=0.05)]
-        if method == "crust_switch_gce_w30":
+        loss = GCELoss if "_gce" in method else SCELoss
+        crust["callbacks"] = [*tracker, SwitchToRobustLoss(loss, threshold=0.05)]
+        if method.endswith("_w30"):
             crust["unselected_weight"] = 0.3
     if method in CANDIDATES:
         return CrustClassifier(**crust)
