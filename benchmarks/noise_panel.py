@@ -23,11 +23,19 @@ Controls:
 
 CRUST (every one warm-up 5, centrality, uniform weights, cluster mixup, as the preset):
 
-- ``crust_default``: ``CrustClassifier()`` as shipped: ``coreset_size="auto"`` (the ``"spread"``
-  noise estimate after warm-up), the examples outside the coreset dropped;
-- ``crust_w30``: the same with ``unselected_weight=0.3`` (every example trains, the ones
-  outside the coreset at 0.3 of a medoid's weight);
-- ``crust_w30_sce``: that with ``criterion=SCELoss``;
+- ``crust_default``: ``CrustClassifier()`` as shipped (since the second round of issue 12):
+  ``coreset_size="auto"`` (the ``"spread"`` noise estimate after warm-up), the examples outside
+  the coreset at 0.3 of a medoid's weight, and ``noisy_criterion="sce"`` (SCE instead of cross
+  entropy from the first selection on when the estimate is >= 0.05);
+- every other CRUST row is measured against the former default, ``crust_auto_ce``: the same
+  ``"auto"`` coreset, the examples outside it dropped, cross entropy throughout
+  (``unselected_weight=0``, ``noisy_criterion="keep"``), plus its own change:
+- ``crust_w30``: ``unselected_weight=0.3`` (every example trains, the ones outside the coreset at
+  0.3 of a medoid's weight);
+- ``crust_w30_sce``: that with ``criterion=SCELoss`` from the first epoch;
+- ``crust_switch_gce``, ``crust_switch_gce_w30``, ``crust_switch_sce``: GCE / SCE after warm-up
+  when the estimate is >= 0.05, by a callback (``_controls.SwitchToRobustLoss``), with / without
+  ``unselected_weight=0.3``; ``crust_every2``: ``select_every=2``;
 - ``crust_half``: the default before issue 12, ``coreset_size=0.5``, ``unselected_weight=0``;
 - ``crust_half_gce``: that with ``criterion=GCELoss``.
 
@@ -95,25 +103,25 @@ BINARY_NOISE = {"sym0": ("symmetric", 0.0), "sym20": ("symmetric", 0.2),
                 "sym40": ("symmetric", 0.4), "oneway30": ("oneway", 0.3)}
 NOISE_ORDER = ("sym0", "sym20", "sym40", "sym50", "sym80", "asym40", "oneway30")
 CONTROLS = ("plain", "plain_es", "gce", "sce", "cleanlab", "forward", "coteach")
-CANDIDATES = ("crust_default", "crust_w30", "crust_w30_sce", "crust_half", "crust_half_gce",
-              "crust_switch_gce", "crust_switch_gce_w30", "crust_every2", "crust_switch_sce",
-              "crust_switch_sce_w30")
+CANDIDATES = ("crust_default", "crust_auto_ce", "crust_w30", "crust_w30_sce", "crust_half",
+              "crust_half_gce", "crust_switch_gce", "crust_switch_gce_w30", "crust_every2",
+              "crust_switch_sce")
 METHODS = (*CONTROLS, *CANDIDATES, "random")
 DEFAULT_METHODS = METHODS[:-1]
 LABELS = {"plain": "plain", "plain_es": "plain + early stop", "gce": "GCE (q=0.7)",
           "sce": "SCE (0.1, 1, A=-4)", "cleanlab": "cleanlab CleanLearning",
           "forward": "forward correction", "coteach": "co-teaching",
           "random": "random 50% subset",
-          "crust_default": "CRUST default (auto)",
+          "crust_default": "CRUST default (auto, unselected 0.3, SCE once noise shows)",
+          "crust_auto_ce": "CRUST auto, CE, unselected dropped (former default)",
           "crust_w30": "CRUST auto + unselected 0.3",
           "crust_w30_sce": "CRUST auto + unselected 0.3 + SCE",
           "crust_half": "CRUST 0.5 (old default)",
           "crust_half_gce": "CRUST 0.5 + GCE",
           "crust_switch_gce": "CRUST auto, GCE after warm-up if noise >= 0.05",
           "crust_switch_gce_w30": "CRUST auto + unselected 0.3, GCE after warm-up if noise",
-          "crust_every2": "CRUST default, select_every=2",
-          "crust_switch_sce": "CRUST auto, SCE after warm-up if noise >= 0.05",
-          "crust_switch_sce_w30": "CRUST auto + unselected 0.3, SCE after warm-up if noise"}
+          "crust_every2": "CRUST auto (CE), select_every=2",
+          "crust_switch_sce": "CRUST auto, SCE after warm-up if noise >= 0.05"}
 
 
 # --------------------------------------------------------------------------- data
@@ -233,8 +241,12 @@ def make_estimator(method: str, dataset: str, epochs: int, seed: int, y_true, X_
                              cv_n_folds=3)
     if method == "random":
         return _random_subset_class()(coreset_size=0.5, mixup="none", selection_weights="uniform",
+                                      unselected_weight=0.0, noisy_criterion="keep",
                                       callbacks=tracker, **shared)
     crust = dict(preset="default", callbacks=tracker, **shared)
+    if method != "crust_default":
+        # Every other candidate was measured against the former default (records kept).
+        crust.update(unselected_weight=0.0, noisy_criterion="keep")
     if method in ("crust_w30", "crust_w30_sce"):
         crust["unselected_weight"] = 0.3
     if method == "crust_w30_sce":
@@ -459,8 +471,7 @@ def render(records: list[dict], out_md: Path, commands: list[str], notes: str = 
             lines.append(f"| {dataset} | {noise} | {_mean(cell[best]):.3f} ({best}) | " +
                          " | ".join(f"{_mean(cell[m]) - _mean(cell[best]):+.3f}"
                                     for m in candidates) + " |")
-        estimated = ("crust_default", "crust_w30", "crust_w30_sce", "crust_switch_gce",
-                     "crust_switch_gce_w30")
+        estimated = ("crust_default", "crust_auto_ce", "crust_w30", "crust_w30_sce")
         lines += ["", "Noise-rate estimate of the `auto` rows (`noise_rate_`, the `\"spread\"` "
                   "estimate after the 5 warm-up epochs) against the actual rate, mean over "
                   "seeds:", "",

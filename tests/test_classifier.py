@@ -302,6 +302,7 @@ def test_default_keeps_every_example_on_clean_labels(digits):
     assert net.crust_config_["coreset_size"] == "auto"
     assert net.noise_rate_ < 0.03  # no flipped label: the estimate should find (almost) none
     assert net.history[:, "coreset_size"] == [len(X)] * 7
+    assert type(net.criterion_) is torch.nn.CrossEntropyLoss  # plain training, cross entropy
 
 
 # ---------------------------------------------------------------- presets and validation
@@ -332,10 +333,11 @@ def test_user_values_override_the_preset(digits):
 
 def test_default_preset_is_the_measured_one():
     assert PRESETS["default"] == dict(
-        coreset_size="auto", unselected_weight=0.0, warmup_epochs=5, select_every=1,
-        gradient="logits", group_by="label", selection_optimizer="centrality",
+        coreset_size="auto", unselected_weight=0.3, noisy_criterion="sce", warmup_epochs=5,
+        select_every=1, gradient="logits", group_by="label", selection_optimizer="centrality",
         selection_weights="uniform", mixup="cluster", mixup_alpha=(1.0, 1.0))
     assert PRESETS["paper"]["unselected_weight"] == PRESETS["official"]["unselected_weight"] == 0
+    assert PRESETS["paper"]["noisy_criterion"] == PRESETS["official"]["noisy_criterion"] == "keep"
     assert PRESETS["paper"]["group_by"] == "prediction"
     assert PRESETS["paper"]["selection_optimizer"] == "lazy"
     assert PRESETS["official"]["mixup_alpha"] == (1.0, 0.1)
@@ -350,6 +352,8 @@ def test_default_preset_is_the_measured_one():
     (dict(unselected_weight=1.5), r"unselected_weight=1.5 is not valid: pass a float in \[0, 1\]"),
     (dict(unselected_weight=-0.1), "unselected_weight=-0.1 is not valid"),
     (dict(unselected_weight="0.3"), "unselected_weight='0.3' is not valid"),
+    (dict(noisy_criterion="mae"), r"noisy_criterion='mae' is not valid: pass one of \['sce'"),
+    (dict(noisy_criterion=3), "noisy_criterion=3 is not valid"),
     (dict(warmup_epochs=-1), "warmup_epochs=-1 is not valid: pass an int >= 0"),
     (dict(warmup_epochs=1.5), "warmup_epochs=1.5 is not valid"),
     (dict(select_every=0), "select_every=0 is not valid: pass an int >= 1"),

@@ -17,6 +17,7 @@ from skorch.callbacks import Callback
 from threadpoolctl import threadpool_limits
 
 from sk_crust import CrustClassifier, CrustSampler, CrustSelector, add_label_noise
+from sk_crust.losses import GCELoss, SCELoss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -499,9 +500,60 @@ def test_auto_does_not_see_class_conditional_noise():
     net = CrustClassifier(max_epochs=7, train_split=None, verbose=0, random_state=0)
     net.fit(X, y_noisy)
     assert net.noise_rate_ < 0.15  # the truth is 0.4: documented, not hidden
-    fixed = CrustClassifier(max_epochs=7, coreset_size=0.5, train_split=None, verbose=0,
-                            random_state=0).fit(X, y_noisy)
+    assert type(net.criterion_) is torch.nn.CrossEntropyLoss  # no noise seen: no SCE either
+    fixed = CrustClassifier(max_epochs=7, coreset_size=0.5, unselected_weight=0.0,
+                            train_split=None, verbose=0, random_state=0).fit(X, y_noisy)
     assert fixed.history[-1, "coreset_size"] < 0.55 * len(X)  # the documented workaround
+
+
+def _digits_with_noise(rate):
+    X, y = _digits_split()
+    return X, np.asarray(add_label_noise(y, rate, random_state=0)[0]) if rate else y
+
+
+def _noisy_net(**kwargs):
+    return CrustClassifier(max_epochs=3, warmup_epochs=2, train_split=None, verbose=0,
+                           random_state=0, **kwargs)
+
+
+@pytest.mark.parametrize("noisy, expected", [(None, SCELoss), ("gce", GCELoss),
+                                             (GCELoss, GCELoss)])
+def test_classifier_noisy_criterion_switches_once_noise_shows(noisy, expected):
+    X, y = _digits_with_noise(0.5)
+    net = _noisy_net(noisy_criterion=noisy).fit(X, y)
+    assert net.noise_rate_ >= 0.05  # half the labels are wrong: the estimate sees noise
+    assert type(net.criterion_) is expected and net.criterion_.reduction == "none"
+    assert np.isfinite(net.history[:, "train_loss"]).all()
+    for kwargs in (dict(noisy_criterion="keep"), dict(preset="paper", coreset_size="auto"),
+                   dict(criterion=GCELoss)):  # never switch / a criterion you pass is kept
+        kept = _noisy_net(**kwargs).fit(X, y)
+        assert kept.noise_rate_ >= 0.05
+        assert type(kept.criterion_) is (GCELoss if "criterion" in kwargs
+                                         else torch.nn.CrossEntropyLoss), kwargs
+    X, y = _digits_with_noise(0.0)
+    clean = _noisy_net().fit(X, y)
+    assert clean.noise_rate_ < 0.05 and type(clean.criterion_) is torch.nn.CrossEntropyLoss
+
+
+def test_classifier_noisy_criterion_across_partial_fit_and_pickle():
+    X, y = _digits_with_noise(0.5)
+    net = _noisy_net().fit(X, y)
+    assert type(net.criterion_) is SCELoss
+    net.partial_fit(X, y)
+    assert type(net.criterion_) is SCELoss
+    net.set_params(max_epochs=1).fit(X, y)  # a new fit: warm-up with cross entropy again
+    assert type(net.criterion_) is torch.nn.CrossEntropyLoss
+    restored = pickle.loads(pickle.dumps(net.set_params(max_epochs=3).fit(X, y)))
+    assert type(restored.criterion_) is SCELoss
+    np.testing.assert_array_equal(restored.predict(X[:50]), net.predict(X[:50]))
+
+
+def test_classifier_noisy_criterion_invalid():
+    X, y = _digits_with_noise(0.0)
+    for bad in ("mae", 3, True):
+        with pytest.raises(ValueError, match=r"noisy_criterion=.* is not valid: pass one of "
+                                             r"\['sce', 'gce', 'keep'\] or a loss class"):
+            _noisy_net(noisy_criterion=bad).fit(X[:60], y[:60])
 
 
 def test_classifier_unselected_weight_out_of_range():
