@@ -139,29 +139,3 @@ class ForgetRate(Callback):
             ramp = min(1.0, (epoch - self.start) / self.start)
             net.criterion_.forget_rate = ramp * self.rate_
 
-
-class SwitchToRobustLoss(Callback):
-    """Candidate rule (noise panel): cross entropy during warm-up, a robust loss once noise shows.
-
-    At the first epoch where the net has its ``noise_rate_`` (``coreset_size="auto"`` sets it at
-    the first selection, right after warm-up), the criterion becomes ``criterion`` (with
-    ``reduction="none"``, as the net needs) if the estimate is at least ``threshold``; with
-    clean-looking labels the net keeps cross entropy, so clean data trains as plain training
-    does. The net's own ``on_epoch_begin`` selects before any callback runs, so the switch takes
-    effect from that epoch's batches on.
-    """
-
-    def __init__(self, criterion, threshold: float = 0.05):
-        self.criterion = criterion
-        self.threshold = threshold
-
-    def initialize(self):
-        self.switched_ = False
-        return self
-
-    def on_epoch_begin(self, net, **kwargs):
-        rate = getattr(net, "noise_rate_", None)
-        if self.switched_ or rate is None or rate < self.threshold:
-            return
-        net.criterion_ = self.criterion(reduction="none")
-        self.switched_ = True

@@ -79,14 +79,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Since issue 12 (benchmarks/results/noise_panel.md, 14 data sets x every noise level x 3
     # seeds at 20 epochs, 9 sets at 60): the coreset size follows the "spread" noise estimate,
     # so that clean data is not halved (the fixed 0.5 lost 2-18 points on clean labels).
-    # unselected_weight=0.3 did better at 20 epochs but not at 60, and its cost grows with the
-    # epochs (the down-weighted wrong labels get memorised), so the default drops them, as the
-    # paper does.
-    # Since the second round of issue 12 (the same panel): the examples outside the coreset
-    # train at 0.3 of a medoid's weight and, once the estimate reads noise (>= 0.05), with the
-    # symmetric cross entropy, which does not let them be memorised as cross entropy did at 60
-    # epochs: better than the drop-and-cross-entropy default on 13 of 14 sets at 20 epochs and
-    # 8 of 9 at 60, with clean labels unchanged (plain cross entropy on every example).
+    # With cross entropy, unselected_weight=0.3 did better at 20 epochs but not at 60 (the
+    # down-weighted wrong labels get memorised). Since the second round of issue 12 (the same
+    # panel): the examples outside the coreset train at 0.3 of a medoid's weight and, once the
+    # estimate reads noise (>= 0.05), with the symmetric cross entropy, which keeps them from
+    # being memorised: better than the drop-and-cross-entropy default on 13 of 14 sets at 20
+    # epochs and 8 of 9 at 60, with clean labels unchanged (plain cross entropy on every example).
     "default": dict(coreset_size="auto", unselected_weight=0.3, noisy_criterion="sce",
                     warmup_epochs=5, select_every=1, gradient="logits", group_by="label",
                     selection_optimizer="centrality", selection_weights="uniform",

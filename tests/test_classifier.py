@@ -352,8 +352,6 @@ def test_default_preset_is_the_measured_one():
     (dict(unselected_weight=1.5), r"unselected_weight=1.5 is not valid: pass a float in \[0, 1\]"),
     (dict(unselected_weight=-0.1), "unselected_weight=-0.1 is not valid"),
     (dict(unselected_weight="0.3"), "unselected_weight='0.3' is not valid"),
-    (dict(noisy_criterion="mae"), r"noisy_criterion='mae' is not valid: pass one of \['sce'"),
-    (dict(noisy_criterion=3), "noisy_criterion=3 is not valid"),
     (dict(warmup_epochs=-1), "warmup_epochs=-1 is not valid: pass an int >= 0"),
     (dict(warmup_epochs=1.5), "warmup_epochs=1.5 is not valid"),
     (dict(select_every=0), "select_every=0 is not valid: pass an int >= 1"),

@@ -147,10 +147,11 @@ def select_groups(X: np.ndarray, groups: list[np.ndarray], budgets, seeds, *, en
         return [select_group(X[rows], int(b), engine="torch", device=device,
                              memory_budget=memory_budget, random_state=int(seed), **params)
                 for rows, b, seed in zip(groups, budgets, seeds, strict=True)]
-    def one(rows, b, seed):
-        return select_group(X[rows], int(b), engine=engine, memory_budget=memory_budget,
-                            random_state=int(seed), **params)
-
+    # A partial of the module-level function, not a closure over X: each task gets its group's
+    # rows only (a closure would ship all of X to every process or Dask worker).
+    select = functools.partial(select_group, engine=engine, memory_budget=memory_budget,
+                               **params)
+    # Rows are sliced as each task starts, so that at most a few groups' copies exist at once.
     jobs = list(zip(groups, budgets, seeds, strict=True))
     threads = default_threads([len(rows) for rows in groups], X.shape[1], memory_budget,
                               engine) if n_jobs is None else 1
@@ -161,12 +162,10 @@ def select_groups(X: np.ndarray, groups: list[np.ndarray], budgets, seeds, *, en
         # the 35 ms a CrustClassifier epoch's selection took (10 classes x 2,400 points).
         with _blas_controller().limit(limits=1, user_api="blas"), \
                 ThreadPoolExecutor(max_workers=threads) as pool:
-            return list(pool.map(lambda job: one(*job), jobs))
-    # Each task gets its group's rows only (a closure over X would ship all of X to every
-    # process or Dask worker).
-    return Parallel(n_jobs=n_jobs)(
-        delayed(select_group)(X[rows], int(b), engine=engine, memory_budget=memory_budget,
-                              random_state=int(seed), **params) for rows, b, seed in jobs)
+            return list(pool.map(
+                lambda job: select(X[job[0]], int(job[1]), random_state=int(job[2])), jobs))
+    return Parallel(n_jobs=n_jobs)(delayed(select)(X[rows], int(b), random_state=int(seed))
+                                   for rows, b, seed in jobs)
 
 
 @functools.cache
