@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d, vali
 from skorch import NeuralNetClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
 from skorch.dataset import unpack_data
-from skorch.utils import is_dataset, to_numpy
+from skorch.utils import is_dataset, to_numpy, to_tensor
 from torch.utils.data import default_collate
 
 from ._batches import IndexBatches, SliceBatches, fast_path_kwargs, in_memory
@@ -51,7 +51,7 @@ from ._schedule import Schedule
 from ._selector import CrustSelector, check_label_targets
 from ._validation import beta_parameters, check_choice, encode_labels, is_fraction, is_int
 from .callbacks import CoresetCleanFraction
-from .losses import GCELoss, SCELoss
+from .losses import GCELoss, SCELoss, _mixed_losses
 from .modules import MLP, SmallCNN
 
 __all__ = ["CrustClassifier", "CoresetCleanFraction", "PRESETS"]
@@ -815,8 +815,12 @@ class CrustClassifier(NeuralNetClassifier):
             if not (torch.is_tensor(Xi) and Xi.is_floating_point()):
                 raise ValueError("mixup needs float tensor batches: pass mixup='none' for "
                                  "other inputs")
-            partners = coreset.partners.groups.draw(coreset.partners.group_of[positions],
-                                                    self._rng_)
+            if run.sampler.cursor == len(positions):  # the epoch's first batch
+                # One vectorised draw for the epoch's order, not one per batch.
+                run.partners = coreset.partners.groups.draw(
+                    coreset.partners.group_of[run.sampler.order], self._rng_)
+            start = run.sampler.cursor - len(positions)
+            partners = run.partners[start:start + len(positions)]
             partner_X = run.gather_X(partners).to(Xi.device, Xi.dtype)
             lam = float(self._rng_.beta(*self.crust_config_["mixup_alpha"]))
             if MIXUPS[self.crust_config_["mixup"]].mixes_labels:
@@ -838,10 +842,20 @@ class CrustClassifier(NeuralNetClassifier):
 
     def get_loss(self, y_pred, y_true, X=None, training: bool = False):
         """Mean of the per-example losses, weighted by the coreset weights while training."""
-        losses = super().get_loss(y_pred, y_true, X=X, training=training)
+        loss = self._mean_loss(y_pred, y_true, X, training)
         if training:
-            self._check_training_outputs(y_pred, losses)
+            # On the mean, not per example: a NaN or inf anywhere makes the mean NaN or inf.
+            self._check_training_outputs(y_pred, loss)
+        return loss
+
+    def _mean_loss(self, y_pred, y_true, X, training: bool) -> torch.Tensor:
         plan = getattr(self, "_batch_", None) if training else None
+        if plan is not None and plan.partner_y is not None:
+            losses = _mixed_losses(self.criterion_, y_pred, to_tensor(y_true, self.device),
+                                   plan.partner_y.to(y_pred.device), plan.lam)
+            if losses is not None:
+                return self._weighted_mean(losses, plan.weights)
+        losses = super().get_loss(y_pred, y_true, X=X, training=training)
         if losses.dim() == 0:  # a custom criterion that reduces by itself
             if plan is not None:
                 raise ValueError("CrustClassifier needs per-example losses: the criterion must "
@@ -852,12 +866,16 @@ class CrustClassifier(NeuralNetClassifier):
         if plan.partner_y is not None:
             partner_losses = super().get_loss(y_pred, plan.partner_y, X=X, training=training)
             losses = plan.lam * losses + (1.0 - plan.lam) * partner_losses
-        weights = plan.weights.to(device=losses.device, dtype=losses.dtype)
+        return self._weighted_mean(losses, plan.weights)
+
+    @staticmethod
+    def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        weights = weights.to(device=losses.device, dtype=losses.dtype)
         return (losses * weights).sum() / weights.sum().clamp_min(torch.finfo(losses.dtype).tiny)
 
-    def _check_training_outputs(self, y_pred, losses) -> None:
+    def _check_training_outputs(self, y_pred, loss) -> None:
         """Stop on a non-finite loss; warn once per fit if the module returns probabilities."""
-        if not bool(torch.isfinite(losses.detach()).all()):
+        if not bool(torch.isfinite(loss.detach()).all()):
             raise ValueError(
                 f"the training loss is not finite (NaN or inf) at epoch {len(self.history)}: "
                 f"training diverged; pass a lower lr (lr={self.lr!r} now), scale X, or check "

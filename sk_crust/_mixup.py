@@ -103,5 +103,5 @@ MIXUPS: dict[str, Mixup] = {m.name: m for m in (ClusterMixup(), ClassMixup(), Mi
 
 
 def mix(lam: float, X: torch.Tensor, partner_X: torch.Tensor) -> torch.Tensor:
-    """``lam * X + (1 - lam) * partner_X``."""
-    return lam * X + (1.0 - lam) * partner_X
+    """``lam * X + (1 - lam) * partner_X``, in one kernel."""
+    return torch.lerp(partner_X, X, lam)

@@ -89,6 +89,8 @@ class Run:
         self.y: np.ndarray | None = (None if data is None or data.y is None
                                      else data.y[torch.from_numpy(data.rows)].numpy())
         self.coreset: Coreset | None = None
+        # Mixup partners of the epoch's order, drawn at its first batch.
+        self.partners: np.ndarray | None = None
 
     @property
     def key(self) -> str:

@@ -58,6 +58,43 @@ def _target_log_proba(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.log_softmax(logits, dim=1).gather(1, target.long().unsqueeze(1)).squeeze(1)
 
 
+def _cross_entropy_of(log_p: torch.Tensor) -> torch.Tensor:
+    return -log_p
+
+
+def _per_target_loss(criterion):
+    """``f`` with ``criterion(z, t) == f(log softmax(z)[t])`` per example, or None.
+
+    Known for this module's losses and for a plain ``torch.nn.CrossEntropyLoss`` (no class
+    weights, no label smoothing: those would not be a function of the target's probability).
+    """
+    if isinstance(criterion, (GCELoss, SCELoss)):
+        return criterion._from_log_proba
+    if (type(criterion) is nn.CrossEntropyLoss and criterion.weight is None
+            and criterion.label_smoothing == 0):
+        return _cross_entropy_of
+    return None
+
+
+def _mixed_losses(criterion, logits: torch.Tensor, target: torch.Tensor,
+                 partner_target: torch.Tensor, lam: float) -> torch.Tensor | None:
+    """``lam * criterion(logits, target) + (1 - lam) * criterion(logits, partner_target)``.
+
+    Per example, in one pass (one log-softmax, one gather of both targets' columns) for the
+    criteria whose loss is a function of the target's log-probability; ``None`` for others,
+    which the caller then evaluates twice. Mixup with mixed labels pays this every batch, and
+    the second pass (forward and backward) cost about as much as the rest of mixup together.
+    """
+    loss_of = _per_target_loss(criterion)
+    if loss_of is None:
+        return None
+    _check_inputs(logits, target)
+    _check_inputs(logits, partner_target)
+    targets = torch.stack([target.long(), partner_target.long()], dim=1)
+    losses = loss_of(F.log_softmax(logits, dim=1).gather(1, targets))
+    return losses[:, 0] * lam + losses[:, 1] * (1.0 - lam)
+
+
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor) -> None:
     if logits.dim() != 2:
         raise ValueError(f"logits of shape {tuple(logits.shape)} are not valid: pass logits of "
@@ -118,10 +155,11 @@ class GCELoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        log_p = _target_log_proba(logits, target)
+        return _reduce(self._from_log_proba(_target_log_proba(logits, target)), self.reduction)
+
+    def _from_log_proba(self, log_p: torch.Tensor) -> torch.Tensor:
         # p_y^q = exp(q log p_y): stable for very negative log-probabilities.
-        losses = -torch.expm1(self.q * log_p) / self.q
-        return _reduce(losses, self.reduction)
+        return -torch.expm1(self.q * log_p) / self.q
 
     def extra_repr(self) -> str:
         return f"q={self.q}, reduction={self.reduction!r}"
@@ -186,10 +224,12 @@ class SCELoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        log_p = _target_log_proba(logits, target)
+        return _reduce(self._from_log_proba(_target_log_proba(logits, target)), self.reduction)
+
+    def _from_log_proba(self, log_p: torch.Tensor) -> torch.Tensor:
         # RCE = -sum_k p_k log(onehot_k) with log 0 := A: only the other classes count.
-        losses = self.alpha * -log_p + self.beta * -self.A * -torch.expm1(log_p)
-        return _reduce(losses, self.reduction)
+        # beta * -A * (1 - p_y) = beta * A * expm1(log p_y); three kernels, not six (every batch).
+        return torch.add(log_p * -self.alpha, torch.expm1(log_p), alpha=self.beta * self.A)
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, beta={self.beta}, A={self.A}, "

@@ -147,17 +147,20 @@ def test_weighted_loss_equals_hand_computation_and_zero_weight_has_no_gradient(d
     torch.testing.assert_close(net.get_loss(y_pred, y_true, training=False), per_example.mean())
 
 
-def test_mixed_labels_loss_equals_hand_computation(digits):
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])  # one pass; two passes of the criterion
+def test_mixed_labels_loss_equals_hand_computation(digits, smoothing):
     X, y = digits
-    net = _net(max_epochs=1).fit(X, y)
+    net = _net(max_epochs=1, criterion__label_smoothing=smoothing).fit(X, y)
     y_pred = torch.randn(3, 10)
     y_true, y_partner = torch.tensor([1, 2, 3]), torch.tensor([4, 2, 0])
     weights = torch.tensor([1.0, 2.0, 1.0])
     net._batch_ = _BatchPlan(np.arange(3), np.arange(3), weights, torch.zeros(3, 64), y_partner,
                              0.3)
-    ce = torch.nn.functional.cross_entropy
-    mixed = (0.3 * ce(y_pred, y_true, reduction="none")
-             + 0.7 * ce(y_pred, y_partner, reduction="none"))
+    def ce(target):
+        return torch.nn.functional.cross_entropy(y_pred, target, reduction="none",
+                                                 label_smoothing=smoothing)
+
+    mixed = 0.3 * ce(y_true) + 0.7 * ce(y_partner)
     torch.testing.assert_close(net.get_loss(y_pred, y_true, training=True),
                                (mixed * weights).sum() / weights.sum())
 

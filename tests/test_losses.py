@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 import sk_crust
 from sk_crust import CrustClassifier
-from sk_crust.losses import GCELoss, SCELoss
+from sk_crust.losses import GCELoss, SCELoss, _mixed_losses
 
 LOGITS = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, -1.0, 3.0]])
 TARGET = torch.tensor([0, 2, 1])
@@ -22,6 +22,30 @@ def _softmax_of_target():
         e = [math.exp(v) for v in row]
         out.append(e[y] / sum(e))
     return out
+
+
+@pytest.mark.parametrize("criterion", [GCELoss(q=0.5, reduction="none"),
+                                       SCELoss(alpha=0.3, beta=2.0, A=-6, reduction="none"),
+                                       torch.nn.CrossEntropyLoss(reduction="none")])
+def test_mixed_losses_in_one_pass_equal_two_passes(criterion):
+    logits = LOGITS.clone().requires_grad_(True)
+    partner = torch.tensor([1, 2, 0])
+    two = 0.3 * criterion(logits, TARGET) + 0.7 * criterion(logits, partner)
+    one = _mixed_losses(criterion, logits, TARGET, partner, 0.3)
+    torch.testing.assert_close(one, two)
+    (grad_two,) = torch.autograd.grad(two.sum(), logits)
+    (grad_one,) = torch.autograd.grad(_mixed_losses(criterion, logits, TARGET, partner,
+                                                    0.3).sum(), logits)
+    torch.testing.assert_close(grad_one, grad_two)
+
+
+@pytest.mark.parametrize("criterion", [
+    torch.nn.CrossEntropyLoss(weight=torch.ones(3), reduction="none"),  # not f(log p_y) alone
+    torch.nn.CrossEntropyLoss(label_smoothing=0.1, reduction="none"),
+    torch.nn.NLLLoss(reduction="none"),
+])
+def test_mixed_losses_leave_other_criteria_to_two_passes(criterion):
+    assert _mixed_losses(criterion, LOGITS, TARGET, TARGET, 0.5) is None
 
 
 def test_gce_matches_hand_computation():
