@@ -27,6 +27,8 @@ CRUST (every one warm-up 5, centrality, uniform weights, cluster mixup, as the p
   ``coreset_size="auto"`` (the ``"spread"`` noise estimate after warm-up), the examples outside
   the coreset at 0.3 of a medoid's weight, and ``noisy_criterion="sce"`` (SCE instead of cross
   entropy from the first selection on when the estimate is >= 0.05);
+- ``crust_rest50``, ``crust_rest100``: the shipped default with ``unselected_weight=0.5`` / ``1``
+  (the rest at half / the full mean weight of its class's medoids);
 - every other CRUST row is measured against the former default, ``crust_auto_ce``: the same
   ``"auto"`` coreset, the examples outside it dropped, cross entropy throughout
   (``unselected_weight=0``, ``noisy_criterion="keep"``), plus its own change:
@@ -105,7 +107,7 @@ NOISE_ORDER = ("sym0", "sym20", "sym40", "sym50", "sym80", "asym40", "oneway30")
 CONTROLS = ("plain", "plain_es", "gce", "sce", "cleanlab", "forward", "coteach")
 CANDIDATES = ("crust_default", "crust_auto_ce", "crust_w30", "crust_w30_sce", "crust_half",
               "crust_half_gce", "crust_switch_gce", "crust_switch_gce_w30", "crust_every2",
-              "crust_switch_sce")
+              "crust_switch_sce", "crust_rest50", "crust_rest100")
 METHODS = (*CONTROLS, *CANDIDATES, "random")
 DEFAULT_METHODS = METHODS[:-1]
 LABELS = {"plain": "plain", "plain_es": "plain + early stop", "gce": "GCE (q=0.7)",
@@ -121,7 +123,9 @@ LABELS = {"plain": "plain", "plain_es": "plain + early stop", "gce": "GCE (q=0.7
           "crust_switch_gce": "CRUST auto, GCE after warm-up if noise >= 0.05",
           "crust_switch_gce_w30": "CRUST auto + unselected 0.3, GCE after warm-up if noise",
           "crust_every2": "CRUST auto (CE), select_every=2",
-          "crust_switch_sce": "CRUST auto, SCE after warm-up if noise >= 0.05"}
+          "crust_switch_sce": "CRUST auto, SCE after warm-up if noise >= 0.05",
+          "crust_rest50": "CRUST default with the rest at 0.5",
+          "crust_rest100": "CRUST default with the rest at 1"}
 
 
 # --------------------------------------------------------------------------- data
@@ -244,6 +248,8 @@ def make_estimator(method: str, dataset: str, epochs: int, seed: int, y_true, X_
                                       unselected_weight=0.0, noisy_criterion="keep",
                                       callbacks=tracker, **shared)
     crust = dict(preset="default", callbacks=tracker, **shared)
+    if method in ("crust_rest50", "crust_rest100"):
+        return CrustClassifier(**crust, unselected_weight=0.5 if method == "crust_rest50" else 1.0)
     if method != "crust_default":
         # Every other candidate was measured against the former default (records kept).
         crust.update(unselected_weight=0.0, noisy_criterion="keep")

@@ -84,7 +84,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # panel): the examples outside the coreset train at 0.3 of a medoid's weight and, once the
     # estimate reads noise (>= 0.05), with the symmetric cross entropy, which keeps them from
     # being memorised: better than the drop-and-cross-entropy default on 13 of 14 sets at 20
-    # epochs and 8 of 9 at 60; clean-looking labels (estimate < 0.05) still train plainly.
+    # epochs and 9 of 9 at 60; clean-looking labels (estimate < 0.05) still train plainly.
     "default": dict(coreset_size="auto", unselected_weight=0.3, noisy_criterion="sce",
                     warmup_epochs=5, select_every=1, gradient="logits", group_by="label",
                     selection_optimizer="centrality", selection_weights="uniform",
