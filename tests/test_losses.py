@@ -33,10 +33,15 @@ def test_mixed_losses_in_one_pass_equal_two_passes(criterion):
     two = 0.3 * criterion(logits, TARGET) + 0.7 * criterion(logits, partner)
     one = _mixed_losses(criterion, logits, TARGET, partner, 0.3)
     torch.testing.assert_close(one, two)
-    (grad_two,) = torch.autograd.grad(two.sum(), logits)
-    (grad_one,) = torch.autograd.grad(_mixed_losses(criterion, logits, TARGET, partner,
-                                                    0.3).sum(), logits)
+    upstream = torch.tensor([0.5, 2.0, 1.0])  # as the weighted mean passes back
+    (grad_two,) = torch.autograd.grad((two * upstream).sum(), logits)
+    (grad_one,) = torch.autograd.grad((_mixed_losses(criterion, logits, TARGET, partner,
+                                                     0.3) * upstream).sum(), logits)
     torch.testing.assert_close(grad_one, grad_two)
+    # The closed-form gradient against finite differences, in double precision.
+    doubled = LOGITS.double().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda z: _mixed_losses(criterion, z, TARGET, partner, 0.3), (doubled,))
 
 
 @pytest.mark.parametrize("criterion", [
