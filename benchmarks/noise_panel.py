@@ -24,7 +24,8 @@ Controls:
 CRUST (every one warm-up 5, centrality, uniform weights, cluster mixup, as the preset):
 
 - ``crust_default``: ``CrustClassifier()`` as shipped (since the second round of issue 12):
-  ``coreset_size="auto"`` (the ``"spread"`` noise estimate after warm-up), the examples outside
+  ``coreset_size="auto"`` (the ``"spread"`` noise estimate after warm-up, plus the
+  ``"concentrated"`` one when that reaches 0.2, since the third round), the examples outside
   the coreset at 0.3 of a medoid's weight, and ``noisy_criterion="sce"`` (SCE instead of cross
   entropy from the first selection on when the estimate is >= 0.05);
 - ``crust_rest50``, ``crust_rest100``: the shipped default with ``unselected_weight=0.5`` / ``1``
@@ -300,6 +301,8 @@ def run_one(dataset: str, noise: str, seed: int, method: str, epochs: int, data)
     record["epochs_run"] = len(history)
     if getattr(est, "noise_rate_", None) is not None:
         record["noise_rate_estimate"] = float(est.noise_rate_)
+        if getattr(est, "concentrated_noise_rate_", None) is not None:
+            record["concentrated_noise_estimate"] = float(est.concentrated_noise_rate_)
         record["coreset_fraction"] = float(est.coreset_fraction_)
     return record
 

@@ -167,9 +167,45 @@ def test_spread_equals_confident_joint_for_two_or_three_classes(n_classes):
     assert spread > 0
 
 
+def test_concentrated_estimate_finds_class_conditional_noise():
+    # The part of the confident joint that "spread" leaves out: 40% of each class moved to one
+    # other class reads as 0.4 (the spread estimate reads ~0, as documented above).
+    rng = np.random.default_rng(2)
+    y_true = rng.integers(0, 5, 2000)
+    proba = np.full((2000, 5), 0.02)
+    proba[np.arange(2000), y_true] = 0.92
+    y = np.where(rng.random(2000) < 0.4, (y_true + 1) % 5, y_true)
+    assert estimate_noise_rate(y, proba, method="concentrated") == pytest.approx(0.4, abs=0.03)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5, 0.8])
+def test_concentrated_estimate_ignores_symmetric_noise(rate):
+    # Flips spread over every class: each row's largest off-diagonal rate is near its median.
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 10, 5000)
+    proba = np.full((5000, 10), 0.01)
+    proba[np.arange(5000), y_true] = 0.91
+    y = _noisy(y_true, rate, seed=1)
+    assert estimate_noise_rate(y, proba, method="concentrated") < 0.05
+
+
+def test_concentrated_estimate_reads_one_neighbour_confusion_and_not_two_classes():
+    # Difficulty with one neighbour looks the same (why the classifier switches its criterion
+    # on this estimate only from 0.2, and never sizes the coreset with it) ...
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 3000)
+    proba = _confused_proba(y, 10, (np.arange(10) + 1) % 10, rng)
+    assert estimate_noise_rate(y, proba, method="concentrated") > 0.2
+    # ... and with two classes the one off-diagonal rate is its own median.
+    y2 = rng.integers(0, 2, 600)
+    proba2 = np.where(rng.random((600, 1)) < 0.3, 1 - np.eye(2)[y2], np.eye(2)[y2]) * 0.8 + 0.1
+    assert estimate_noise_rate(y2, proba2) > 0.2
+    assert estimate_noise_rate(y2, proba2, method="concentrated") == 0.0
+
+
 def test_estimate_noise_rate_bad_method():
     with pytest.raises(ValueError, match=r"method='floor' is not valid: pass one of "
-                                         r"\['confident_joint', 'spread'\]"):
+                                         r"\['concentrated', 'confident_joint', 'spread'\]"):
         estimate_noise_rate([0, 1], np.eye(2), method="floor")
 
 

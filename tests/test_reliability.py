@@ -17,6 +17,7 @@ from skorch.callbacks import Callback
 from threadpoolctl import threadpool_limits
 
 from sk_crust import CrustClassifier, CrustSampler, CrustSelector, add_label_noise
+from sk_crust._noise_estimation import auto_fraction
 from sk_crust.losses import GCELoss, SCELoss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -492,18 +493,24 @@ def test_classifier_default_on_clean_labels_trains_on_everything():
     assert min(net.history[:, "coreset_size"]) >= 0.97 * len(X)
 
 
-def test_auto_does_not_see_class_conditional_noise():
+def test_auto_counts_class_conditional_noise_from_the_concentrated_estimate():
     X, y = _digits_split()
     rng = np.random.default_rng(0)
     flip = rng.random(len(y)) < 0.4
     y_noisy = np.where(flip, (y + 1) % 10, y)  # every wrong label of a class goes to one class
     net = CrustClassifier(max_epochs=7, train_split=None, verbose=0, random_state=0)
     net.fit(X, y_noisy)
-    assert net.noise_rate_ < 0.15  # the truth is 0.4: documented, not hidden
-    assert type(net.criterion_) is torch.nn.CrossEntropyLoss  # no noise seen: no SCE either
-    fixed = CrustClassifier(max_epochs=7, coreset_size=0.5, unselected_weight=0.0,
-                            train_split=None, verbose=0, random_state=0).fit(X, y_noisy)
-    assert fixed.history[-1, "coreset_size"] < 0.55 * len(X)  # the documented workaround
+    # The spread estimate reads ~0 here (the truth is 0.4); the concentrated one sees it, so
+    # it counts as noise: a smaller coreset, and SCE from the first selection.
+    assert net.concentrated_noise_rate_ >= 0.2  # measured 0.27-0.31 (seeds 0-2)
+    assert net.noise_rate_ >= net.concentrated_noise_rate_
+    assert net.coreset_fraction_ == pytest.approx(auto_fraction(net.noise_rate_))
+    assert net.history[-1, "concentrated_noise_rate"] == net.concentrated_noise_rate_
+    assert len(net.coreset_indices_) < 0.8 * len(X)  # the medoids; the rest trains at 0.3
+    assert type(net.criterion_) is SCELoss
+    clean = CrustClassifier(max_epochs=7, train_split=None, verbose=0, random_state=0).fit(X, y)
+    assert clean.concentrated_noise_rate_ < 0.2 and clean.noise_rate_ < 0.05  # 0.002-0.003
+    assert type(clean.criterion_) is torch.nn.CrossEntropyLoss
 
 
 def _digits_with_noise(rate):
