@@ -119,6 +119,19 @@ def _confident_joint_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
     return float(np.clip(1.0 - np.sum(counts * np.diag(rates)) / counts.sum(), 0.0, 1.0))
 
 
+def _off_diagonal_rates(y_index: np.ndarray, proba: np.ndarray):
+    """Per class, the confident joint's off-diagonal rates (n_classes, n_classes - 1) and the
+    class sizes; ``None`` with no samples or fewer than two classes."""
+    if not len(y_index):
+        return None
+    rates, counts = _confident_joint_rates(y_index, proba)
+    n_classes = rates.shape[0]
+    if n_classes < 2:
+        return None
+    off = ~np.eye(n_classes, dtype=bool)
+    return rates[off].reshape(n_classes, n_classes - 1), counts
+
+
 def _spread_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
     """The ``"spread"`` kernel of :func:`estimate_noise_rate`; validation assumed.
 
@@ -127,14 +140,10 @@ def _spread_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
     priors. With two or three classes ``n_classes - 1`` times the median of the one or two
     off-diagonal rates is their sum, so this equals the confident joint.
     """
-    if not len(y_index):
+    if (rows := _off_diagonal_rates(y_index, proba)) is None:
         return 0.0
-    rates, counts = _confident_joint_rates(y_index, proba)
-    n_classes = rates.shape[0]
-    if n_classes < 2:
-        return 0.0
-    off = ~np.eye(n_classes, dtype=bool)
-    wrong = rates[off].reshape(n_classes, n_classes - 1)
+    wrong, counts = rows
+    n_classes = len(counts)
     per_class = np.minimum(np.median(wrong, axis=1) * (n_classes - 1), wrong.sum(axis=1))
     return float(np.clip(np.sum(counts * per_class) / counts.sum(), 0.0, 1.0))
 
@@ -146,14 +155,9 @@ def _concentrated_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
     median one (what ``"spread"`` counts per other class), weighted by the class priors. With
     two classes the one rate is its own median: 0.
     """
-    if not len(y_index):
+    if (rows := _off_diagonal_rates(y_index, proba)) is None:
         return 0.0
-    rates, counts = _confident_joint_rates(y_index, proba)
-    n_classes = rates.shape[0]
-    if n_classes < 2:
-        return 0.0
-    off = ~np.eye(n_classes, dtype=bool)
-    wrong = rates[off].reshape(n_classes, n_classes - 1)
+    wrong, counts = rows
     per_class = wrong.max(axis=1) - np.median(wrong, axis=1)
     return float(np.clip(np.sum(counts * per_class) / counts.sum(), 0.0, 1.0))
 
