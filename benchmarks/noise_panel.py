@@ -25,7 +25,7 @@ CRUST (every one warm-up 5, centrality, uniform weights, cluster mixup, as the p
 
 - ``crust_default``: ``CrustClassifier()`` as shipped (since the second round of issue 12):
   ``coreset_size="auto"`` (the ``"spread"`` noise estimate after warm-up, plus the
-  ``"concentrated"`` one when that reaches 0.2, since the third round), the examples outside
+  ``"concentrated"`` one when that reaches 0.2, since the fourth round), the examples outside
   the coreset at 0.3 of a medoid's weight, and ``noisy_criterion="sce"`` (SCE instead of cross
   entropy from the first selection on when the estimate is >= 0.05);
 - ``crust_rest50``, ``crust_rest100``: the shipped default with ``unselected_weight=0.5`` / ``1``

@@ -71,8 +71,8 @@ NOISY_CRITERION_FROM = 0.05
 #: The ``"concentrated"`` estimate (labels moved to one other class) from which it counts as
 #: noise too: ``noise_rate_`` is then the spread estimate plus it, which sizes the ``"auto"``
 #: coreset and switches to ``noisy_criterion``. After warm-up on the noise panel: 0.24-0.36
-#: under 40% class-conditional noise, at most 0.20 on clean labels (vowel 0.17-0.20; 0.10 or
-#: less on 12 other sets; marketing, whose spread estimate already reads 0.4, 0.17-0.23).
+#: under 40% class-conditional noise, at most 0.23 on clean labels (vowel 0.17-0.20, marketing
+#: 0.17-0.23, whose spread estimate already reads 0.4; 0.16 or less on the 12 other sets).
 #: Class-conditional noise barely moves the spread estimate, so without this the default
 #: trained it plainly and lost up to 0.17 to the SCE control at asym40.
 CONCENTRATED_NOISE_FROM = 0.2
@@ -687,8 +687,9 @@ class CrustClassifier(NeuralNetClassifier):
         The estimate is the ``"spread"`` count of :func:`~sk_crust.estimate_noise_rate` on the
         training split's predicted probabilities right after warm-up, before the network has
         memorised the wrong labels (the confident joint's total counted the warm-up model's
-        errors on hard, correct labels as noise: 0.33 on clean vowel); it is kept for the rest
-        of training (and ``partial_fit``).
+        errors on hard, correct labels as noise: 0.33 on clean vowel), plus the
+        ``"concentrated"`` count when it reaches ``CONCENTRATED_NOISE_FROM``; it is kept for the
+        rest of training (and ``partial_fit``).
         """
         from ._noise_estimation import (
             _concentrated_noise,

@@ -44,7 +44,7 @@ def estimate_noise_rate(y, proba, *, classes=None, method: str = "confident_join
     leaves out: per class, the largest off-diagonal rate minus the median one, weighted by the
     class priors, i.e. labels moved to *one* other class beyond the background (0 with two
     classes). After warm-up it read 0.24-0.36 with 40% of each class flipped to one other
-    class, and at most 0.23 on clean labels (vowel and marketing, hard sets; 0.10 or less on
+    class, and at most 0.23 on clean labels (vowel and marketing, hard sets; 0.16 or less on
     the other 12); ``CrustClassifier(coreset_size="auto")`` adds it to the spread estimate
     from 0.2.
 

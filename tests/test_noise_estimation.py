@@ -190,8 +190,8 @@ def test_concentrated_estimate_ignores_symmetric_noise(rate):
 
 
 def test_concentrated_estimate_reads_one_neighbour_confusion_and_not_two_classes():
-    # Difficulty with one neighbour looks the same (why the classifier switches its criterion
-    # on this estimate only from 0.2, and never sizes the coreset with it) ...
+    # Difficulty with one neighbour looks the same (why the classifier counts this estimate
+    # only from 0.2, a level clean labels did not reach on the panel) ...
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 3000)
     proba = _confused_proba(y, 10, (np.arange(10) + 1) % 10, rng)
