@@ -68,14 +68,6 @@ NOISY_CRITERIA = {"sce": SCELoss, "gce": GCELoss, "keep": None}
 #: ``"auto"`` coreset keeps at least 95% of each class and training stays plain cross entropy,
 #: so clean labels train as plain training does.
 NOISY_CRITERION_FROM = 0.05
-#: The ``"concentrated"`` estimate (labels moved to one other class) from which it counts as
-#: noise too: ``noise_rate_`` is then the spread estimate plus it, which sizes the ``"auto"``
-#: coreset and switches to ``noisy_criterion``. After warm-up on the noise panel: 0.24-0.36
-#: under 40% class-conditional noise, at most 0.23 on clean labels (vowel 0.17-0.20, marketing
-#: 0.17-0.23, whose spread estimate already reads 0.4; 0.16 or less on the 12 other sets).
-#: Class-conditional noise barely moves the spread estimate, so without this the default
-#: trained it plainly and lost up to 0.17 to the SCE control at asym40.
-CONCENTRATED_NOISE_FROM = 0.2
 
 #: Values that ``preset`` gives to the parameters left at ``None`` (DESIGN §3).
 #: ``"default"``'s selection is what measured best on digits with 50% symmetric noise (MLP,
@@ -691,12 +683,7 @@ class CrustClassifier(NeuralNetClassifier):
         ``"concentrated"`` count when it reaches ``CONCENTRATED_NOISE_FROM``; it is kept for the
         rest of training (and ``partial_fit``).
         """
-        from ._noise_estimation import (
-            _concentrated_noise,
-            _spread_noise,
-            auto_fraction,
-            residual_proba,
-        )
+        from ._noise_estimation import auto_fraction, auto_noise_parts, residual_proba
 
         if getattr(self, "noise_rate_", None) is None:
             iterator = self.get_iterator(run.dataset, training=False)
@@ -704,13 +691,8 @@ class CrustClassifier(NeuralNetClassifier):
             logits = _gradient_features(self.infer, (unpack_data(b) for b in iterator), run.n,
                                         kind="logits")
             proba = residual_proba(logits.features, logits.y)
-            # Class-conditional noise hides from the spread estimate; the concentrated one sees
-            # it but also reads a warm-up model's confusion of neighbouring classes, so it only
-            # counts from a level that clean labels did not reach on the panel.
-            self.concentrated_noise_rate_ = _concentrated_noise(logits.y, proba)
-            concentrated = (self.concentrated_noise_rate_
-                            if self.concentrated_noise_rate_ >= CONCENTRATED_NOISE_FROM else 0.0)
-            self.noise_rate_ = min(1.0, _spread_noise(logits.y, proba) + concentrated)
+            self.noise_rate_, _, self.concentrated_noise_rate_ = auto_noise_parts(logits.y,
+                                                                                  proba)
             self.coreset_fraction_ = auto_fraction(self.noise_rate_)
         self.history.record("noise_rate", self.noise_rate_)
         self.history.record("concentrated_noise_rate",

@@ -34,7 +34,7 @@ from ._engine import (
     select_groups,
 )
 from ._noise_estimation import (
-    _spread_noise,
+    _auto_noise,
     auto_fraction,
     estimate_noise_rate_from_features,
     residual_proba,
@@ -253,7 +253,7 @@ class CrustSelector(_BaseSelection):
         ``"auto"``: 1 - an estimated noise rate (``noise_rate_``), clipped to [0.1, 1]. When
         ``G`` holds probability residuals ``p - onehot(y)`` (columns in class order, as
         :class:`CrustSampler` computes them), the probabilities are recovered and the wrong
-        labels counted with :func:`~sk_crust.estimate_noise_rate` (``method="spread"``, as
+        labels counted with :func:`~sk_crust.estimate_noise_rate` (``method="auto"``, as
         every ``"auto"`` of the package); for other features, it is
         the fraction of points far from their class's centre, a rough guess (see the user
         guide).
@@ -584,15 +584,15 @@ class CrustSampler(_BaseSelection):
     k : float, int or "auto", default="auto"
         Coreset size, as in :class:`CrustSelector`. With ``features="gradient"``, ``"auto"``
         estimates the noise rate from the out-of-fold probabilities
-        (:func:`~sk_crust.estimate_noise_rate` with ``method="spread"``, the estimate of every
-        ``"auto"`` in the package) and keeps 1 - that fraction (clipped to [0.1, 1]), so the user
-        need not know the noise rate. It is the default because, with
-        ``optimizer="centrality"``, it was the best sampler rule of the panel in
-        ``benchmarks/results/sampler_defaults.md`` (43 of 96 cells meeting the goal with the
-        spread estimate, 41 with the confident joint's total, 24 for plain, 68 for cleanlab's
-        ``CleanLearning``, which ranks better). It loses to ``CleanLearning`` in about a third
-        of the cells, notably on binary sets at 40% noise, with gradient-boosted trees, and
-        with class-conditional noise (which the spread estimate does not count).
+        (:func:`~sk_crust.estimate_noise_rate` with ``method="auto"``, the estimate of every
+        ``"auto"`` in the package: the spread estimate, plus the concentrated one from 0.2) and
+        keeps 1 - that fraction (clipped to [0.1, 1]), so the user need not know the noise
+        rate. It is the default because, with ``optimizer="centrality"``, it was the best
+        sampler rule of the panel in ``benchmarks/results/sampler_defaults.md`` (46 of 96 cells
+        meeting the goal, 43 with the spread estimate alone, 41 with the confident joint's
+        total, 24 for plain, 68 for cleanlab's ``CleanLearning``, which ranks better). It loses
+        to ``CleanLearning`` in about a third of the cells, notably on binary sets at 40% noise
+        (where the concentrated estimate is 0 by construction) and with gradient-boosted trees.
     estimator : estimator with ``predict_proba``, default=None
         Model whose out-of-fold probabilities give the gradient features ``p(x) - onehot(y)``
         (the last-layer gradient of the cross-entropy, as in CRUST's Eq. 9). ``None`` means
@@ -709,9 +709,9 @@ partitions, centrality_sample
         k = self.k
         self.__dict__.pop("noise_rate_", None)
         if isinstance(k, str) and self.features == "gradient":
-            # "auto" from the out-of-fold probabilities (the confident joint's spread part).
+            # "auto" from the out-of-fold probabilities, the package's one noise estimate.
             y_index = np.searchsorted(self.classes_, y)
-            self.noise_rate_ = _spread_noise(y_index, residual_proba(G, y_index))
+            self.noise_rate_ = _auto_noise(y_index, residual_proba(G, y_index))
             k = auto_fraction(self.noise_rate_)
         self.selector_ = CrustSelector(**{**self._selection_params(), "k": k}).fit(G, y)
         self.sample_indices_ = self.selector_.indices_

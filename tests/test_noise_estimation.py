@@ -7,11 +7,12 @@ noise; see docs/user_guide.rst), with a margin:
   wrong labels) 0.963-0.973 over seeds 0-2; asserted >= 0.85 (the noise rate is 0.30).
 * CrustSelector.get_label_issues on CrustSampler's out-of-fold gradients, 30% noise: 0.855 with
   both optimizers; asserted >= 0.7.
-* coreset_size="auto", 8 epochs (the "spread" estimate after 5 warm-up epochs): within 0.05
+* coreset_size="auto", 8 epochs (the "auto" estimate after 5 warm-up epochs): within 0.05
   of 20% and 50%, asserted.
-* CrustSampler(k="auto") (the "spread" estimate since issue 12): 0.000 / 0.237 / 0.566 for
-  0% / 20% / 50%, seed 0 (the confident joint's total read 0.247-0.261 and 0.602-0.618);
-  asserted within 0.15 and ordered.
+* CrustSampler(k="auto") (the "spread" estimate from issue 12, the "auto" one, spread +
+  concentrated from 0.2, since issue 13): 0.000 / 0.237 / 0.566 for 0% / 20% / 50%, seed 0
+  (the confident joint's total read 0.247-0.261 and 0.602-0.618); asserted within 0.15 and
+  ordered.
 * CrustSelector(k="auto") on those residual features: the same count as the sampler; on other
   features, a geometric guess: 0.10 / 0.27 / 0.33 for 0% / 20% / 50% on the same gradients when
   they are not recognised as residuals (rough), 0.135 / 0.152 / 0.06 on the standardised pixels
@@ -22,7 +23,12 @@ import numpy as np
 import pytest
 
 from sk_crust import CrustSampler, CrustSelector, add_label_noise, estimate_noise_rate
-from sk_crust._noise_estimation import auto_fraction, estimate_noise_rate_geometric
+from sk_crust._noise_estimation import (
+    CONCENTRATED_NOISE_FROM,
+    auto_fraction,
+    auto_noise_parts,
+    estimate_noise_rate_geometric,
+)
 
 
 def _noisy(y, rate, seed=0):
@@ -203,9 +209,30 @@ def test_concentrated_estimate_reads_one_neighbour_confusion_and_not_two_classes
     assert estimate_noise_rate(y2, proba2, method="concentrated") == 0.0
 
 
+def test_auto_method_adds_the_concentrated_estimate_from_its_threshold():
+    # Below CONCENTRATED_NOISE_FROM the "auto" estimate is the spread one; from it, their sum.
+    rng = np.random.default_rng(2)
+    y_true = rng.integers(0, 5, 2000)
+    proba = np.full((2000, 5), 0.02)
+    proba[np.arange(2000), y_true] = 0.92
+    for rate in (0.1, 0.4):
+        y = np.where(rng.random(2000) < rate, (y_true + 1) % 5, y_true)
+        spread = estimate_noise_rate(y, proba, method="spread")
+        concentrated = estimate_noise_rate(y, proba, method="concentrated")
+        auto = estimate_noise_rate(y, proba, method="auto")
+        assert auto_noise_parts(np.asarray(y), proba) == pytest.approx(
+            (auto, spread, concentrated))
+        if rate < CONCENTRATED_NOISE_FROM:
+            assert concentrated < CONCENTRATED_NOISE_FROM and auto == spread
+        else:
+            assert concentrated >= CONCENTRATED_NOISE_FROM
+            assert auto == pytest.approx(spread + concentrated)
+            assert auto == pytest.approx(rate, abs=0.04)
+
+
 def test_estimate_noise_rate_bad_method():
-    with pytest.raises(ValueError, match=r"method='floor' is not valid: pass one of "
-                                         r"\['concentrated', 'confident_joint', 'spread'\]"):
+    with pytest.raises(ValueError, match=r"method='floor' is not valid: pass one of \['auto', "
+                                         r"'concentrated', 'confident_joint', 'spread'\]"):
         estimate_noise_rate([0, 1], np.eye(2), method="floor")
 
 

@@ -16,8 +16,14 @@ from sklearn.model_selection import KFold
 from skorch.callbacks import Callback
 from threadpoolctl import threadpool_limits
 
-from sk_crust import CrustClassifier, CrustSampler, CrustSelector, add_label_noise
-from sk_crust._noise_estimation import auto_fraction
+from sk_crust import (
+    CrustClassifier,
+    CrustSampler,
+    CrustSelector,
+    add_label_noise,
+    estimate_noise_rate,
+)
+from sk_crust._noise_estimation import CONCENTRATED_NOISE_FROM, auto_fraction, residual_proba
 from sk_crust.losses import GCELoss, SCELoss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -511,6 +517,23 @@ def test_auto_counts_class_conditional_noise_from_the_concentrated_estimate():
     clean = CrustClassifier(max_epochs=7, train_split=None, verbose=0, random_state=0).fit(X, y)
     assert clean.concentrated_noise_rate_ < 0.2 and clean.noise_rate_ < 0.05  # 0.002-0.003
     assert type(clean.criterion_) is torch.nn.CrossEntropyLoss
+
+
+def test_sampler_and_selector_auto_count_class_conditional_noise(digits):
+    # 40% of each class moved to one other class: the spread estimate misses it, the package's
+    # "auto" estimate (every "auto" of the package) does not, so the sampler keeps fewer rows.
+    X, y = digits
+    rng = np.random.default_rng(0)
+    y_noisy = np.where(rng.random(len(y)) < 0.4, (y + 1) % 10, y)
+    sampler = CrustSampler(k="auto", random_state=0).fit(X, y_noisy)
+    y_index = np.searchsorted(sampler.classes_, y_noisy)
+    proba = residual_proba(sampler.gradients_, y_index)
+    spread = estimate_noise_rate(y_noisy, proba, method="spread")
+    assert sampler.noise_rate_ == pytest.approx(estimate_noise_rate(y_noisy, proba, method="auto"))
+    assert sampler.noise_rate_ >= spread + CONCENTRATED_NOISE_FROM
+    assert len(sampler.sample_indices_) < auto_fraction(spread) * len(y) - 0.15 * len(y)
+    selector = CrustSelector(k="auto").fit(sampler.gradients_, y_noisy)
+    assert selector.noise_rate_ == pytest.approx(sampler.noise_rate_)
 
 
 def _digits_with_noise(rate):
