@@ -865,10 +865,11 @@ class CrustClassifier(NeuralNetClassifier):
     def _mean_loss(self, y_pred, y_true, X, training: bool) -> torch.Tensor:
         plan = getattr(self, "_batch_", None) if training else None
         if plan is not None and plan.partner_y is not None:
-            losses = _mixed_losses(self.criterion_, y_pred, to_tensor(y_true, self.device),
-                                   plan.partner_y.to(y_pred.device), plan.lam)
-            if losses is not None:
-                return self._weighted_mean(losses, plan.weights)
+            loss = _mixed_losses(self.criterion_, y_pred, to_tensor(y_true, self.device),
+                                 plan.partner_y.to(y_pred.device), plan.lam,
+                                 sample_weight=plan.weights)
+            if loss is not None:
+                return loss
         losses = super().get_loss(y_pred, y_true, X=X, training=training)
         if losses.dim() == 0:  # a custom criterion that reduces by itself
             if plan is not None:

@@ -86,35 +86,41 @@ class _MixedTargets(torch.autograd.Function):
 
     ``d/dz f(log p_t) = f'(log p_t) (onehot(t) - p)``: the backward pass is a handful of
     kernels instead of the autograd graph of the log-softmax, the gathers and ``f`` (the loss
-    of every mixup batch; this halves its cost for a small network).
+    of every mixup batch; this halves its cost for a small network). With ``example_weights``
+    (summing to 1) it returns their weighted sum of the per-example losses, a scalar: the
+    weighted mean of a coreset batch then adds no kernels of its own to either pass.
     """
 
     @staticmethod
-    def forward(ctx, logits, targets, weights, loss_of, slope_of):
+    def forward(ctx, logits, targets, weights, example_weights, loss_of, slope_of):
         log_p = F.log_softmax(logits, dim=1)
         log_p_t = log_p.gather(1, targets)
-        ctx.save_for_backward(log_p, log_p_t, targets, weights)
+        ctx.save_for_backward(log_p, log_p_t, targets, weights, example_weights)
         ctx.slope_of = slope_of
-        return (loss_of(log_p_t) * weights).sum(dim=1)
+        losses = torch.mv(loss_of(log_p_t), weights)
+        return losses if example_weights is None else losses.dot(example_weights)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        log_p, log_p_t, targets, weights = ctx.saved_tensors
-        coef = ctx.slope_of(log_p_t) * weights * grad.unsqueeze(1)
+        log_p, log_p_t, targets, weights, example_weights = ctx.saved_tensors
+        upstream = grad if example_weights is None else example_weights * grad
+        coef = ctx.slope_of(log_p_t).mul_(weights).mul_(upstream.unsqueeze(1))
         grad_logits = torch.exp(log_p).mul_(-coef.sum(dim=1, keepdim=True))
-        return grad_logits.scatter_add_(1, targets, coef), None, None, None, None
+        return grad_logits.scatter_add_(1, targets, coef), None, None, None, None, None
 
 
 def _mixed_losses(criterion, logits: torch.Tensor, target: torch.Tensor,
-                 partner_target: torch.Tensor, lam: float) -> torch.Tensor | None:
+                 partner_target: torch.Tensor, lam: float,
+                 sample_weight: torch.Tensor | None = None) -> torch.Tensor | None:
     """``lam * criterion(logits, target) + (1 - lam) * criterion(logits, partner_target)``.
 
     Per example, in one pass (one log-softmax, one gather of both targets' columns, the
     gradient in closed form) for the criteria whose loss is a function of the target's
     log-probability; ``None`` for others, which the caller then evaluates twice. Mixup with
     mixed labels pays this every batch: the second pass of the criterion and its autograd graph
-    cost about as much as the rest of mixup together.
+    cost about as much as the rest of mixup together. With ``sample_weight`` (one per example,
+    not all 0) the result is the weighted mean of those losses, a scalar.
     """
     forms = _per_target_loss(criterion)
     if forms is None:
@@ -123,7 +129,11 @@ def _mixed_losses(criterion, logits: torch.Tensor, target: torch.Tensor,
     _check_inputs(logits, partner_target)
     targets = torch.stack([target.long(), partner_target.long()], dim=1)
     weights = torch.tensor([lam, 1.0 - lam], dtype=logits.dtype, device=logits.device)
-    return _MixedTargets.apply(logits, targets, weights, *forms)
+    if sample_weight is not None:
+        sample_weight = sample_weight.to(device=logits.device, dtype=logits.dtype)
+        sample_weight = sample_weight / sample_weight.sum().clamp_min(
+            torch.finfo(logits.dtype).tiny)
+    return _MixedTargets.apply(logits, targets, weights, sample_weight, *forms)
 
 
 def _check_inputs(logits: torch.Tensor, target: torch.Tensor) -> None:

@@ -44,6 +44,30 @@ def test_mixed_losses_in_one_pass_equal_two_passes(criterion):
         lambda z: _mixed_losses(criterion, z, TARGET, partner, 0.3), (doubled,))
 
 
+@pytest.mark.parametrize("criterion", [SCELoss(reduction="none"),
+                                       torch.nn.CrossEntropyLoss(reduction="none")])
+def test_mixed_losses_weighted_mean_in_the_same_pass(criterion):
+    # The coreset batch's weighted mean, folded into the closed-form pass, equals the weighted
+    # mean of the per-example losses, value and gradient (and finite differences).
+    partner = torch.tensor([1, 2, 0])
+    weight = torch.tensor([0.5, 2.0, 0.0])
+    logits = LOGITS.clone().requires_grad_(True)
+    per_example = _mixed_losses(criterion, logits, TARGET, partner, 0.3)
+    expected = (per_example * weight).sum() / weight.sum()
+    got = _mixed_losses(criterion, logits, TARGET, partner, 0.3, sample_weight=weight)
+    assert got.dim() == 0
+    torch.testing.assert_close(got, expected)
+    (grad_expected,) = torch.autograd.grad(expected, logits, retain_graph=True)
+    (grad_got,) = torch.autograd.grad(got, logits)
+    torch.testing.assert_close(grad_got, grad_expected)
+    assert torch.autograd.gradcheck(
+        lambda z: _mixed_losses(criterion, z, TARGET, partner, 0.3,
+                                sample_weight=weight.double()), (LOGITS.double().requires_grad_(),))
+    # All weights zero: a zero loss, not a division by zero.
+    zero = _mixed_losses(criterion, LOGITS, TARGET, partner, 0.3, sample_weight=torch.zeros(3))
+    assert float(zero) == 0.0
+
+
 @pytest.mark.parametrize("criterion", [
     torch.nn.CrossEntropyLoss(weight=torch.ones(3), reduction="none"),  # not f(log p_y) alone
     torch.nn.CrossEntropyLoss(label_smoothing=0.1, reduction="none"),
