@@ -29,7 +29,13 @@ Methods (per estimator):
 - ``norm_spread``: ``cent_spread``'s per-class row counts, but each class keeps its rows of
   *smallest* gradient-feature norm ``||p - onehot(y)||`` (the ranking of
   ``CrustSampler.get_label_issues``) instead of its most central ones: a candidate rule computed
-  here from the fitted sampler's ``gradients_``, not a sampler option.
+  here from the fitted sampler's ``gradients_``, not a sampler option;
+- ``cent_perclass``: every class keeps ``clip(1 - r_c, 0.1, 1)`` of its rows, ``r_c`` its own
+  row's ``"auto"`` rate (spread part, plus its concentrated part when the prior-weighted
+  concentrated estimate reaches 0.2), computed here from the sampler's ``gradients_``;
+- ``shipped``: ``CrustSampler(random_state=seed)`` as the package ships it (``k="auto"``:
+  ``cent_combined``'s rule with more than two classes, each class's own rate with two, i.e.
+  ``cent_perclass`` on the binary sets), its own ``noise_rate_``.
 
 The candidate "auto" rule is computed here, not inside the sampler: the 5-fold out-of-fold
 ``predict_proba`` of the sampler's default estimator (``LogisticRegression(max_iter=1000)``,
@@ -115,6 +121,8 @@ CRUST = {  # method: (optimizer, k, pass cluster weights as sample_weight)
     "cent_spread": ("centrality", "spread", False),
     "cent_combined": ("centrality", "combined", False),
     "norm_spread": ("norm", "spread", False),
+    "cent_perclass": ("centrality", "perclass", False),
+    "shipped": ("centrality", "shipped", False),
 }
 METHODS = ("plain", "cleanlab", *CRUST)
 LABELS = {"plain": "plain", "cleanlab": "cleanlab CleanLearning",
@@ -125,7 +133,9 @@ LABELS = {"plain": "plain", "cleanlab": "cleanlab CleanLearning",
           "cent_auto": "centrality, k=auto", "cent_auto_w": "centrality, k=auto, cluster weights",
           "cent_spread": "centrality, k=auto (spread estimate)",
           "cent_combined": "centrality, k=auto (spread + concentrated from 0.2)",
-          "norm_spread": "smallest residual norm, k=auto (spread estimate)"}
+          "norm_spread": "smallest residual norm, k=auto (spread estimate)",
+          "cent_perclass": "centrality, k=auto per class (each class's own estimate)",
+          "shipped": "CrustSampler() as shipped (k=auto, per class with two classes)"}
 TIE = 0.01
 
 
@@ -207,6 +217,40 @@ def auto_k(X, y, method="confident_joint"):
     return float(np.clip(1.0 - rate, 0.1, 1.0)), rate
 
 
+def per_class_rates(y_index, proba) -> np.ndarray:
+    """``cent_perclass``: each class's own ``"auto"`` noise rate (spread part + concentrated part
+    when the prior-weighted concentrated estimate reaches 0.2), from the confident joint's rows."""
+    from sk_crust._noise_estimation import (
+        CONCENTRATED_NOISE_FROM,
+        _concentrated_noise,
+        _off_diagonal_rates,
+    )
+
+    wrong, counts = _off_diagonal_rates(y_index, proba)
+    n_classes = len(counts)
+    spread = np.minimum(np.median(wrong, axis=1) * (n_classes - 1), wrong.sum(axis=1))
+    rates = spread
+    if _concentrated_noise(y_index, proba) >= CONCENTRATED_NOISE_FROM:
+        rates = spread + wrong.max(axis=1) - np.median(wrong, axis=1)
+    return np.clip(rates, 0.0, 1.0)
+
+
+def per_class_rows(G, y, classes, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the ``clip(1 - rate_c, 0.1, 1)`` most central rows (``CrustSelector``)."""
+    from sk_crust import CrustSelector
+    from sk_crust._noise_estimation import residual_proba
+
+    y_index = np.searchsorted(classes, y)
+    rates = per_class_rates(y_index, residual_proba(G, y_index))
+    keep = []
+    for c in range(len(classes)):
+        rows = np.flatnonzero(y_index == c)
+        k = float(np.clip(1.0 - rates[c], 0.1, 1.0))
+        sel = CrustSelector(k=k, optimizer="centrality", random_state=seed, n_jobs=1)
+        keep.append(rows[sel.fit(G[rows], y[rows]).indices_])
+    return np.sort(np.concatenate(keep)), rates
+
+
 def smallest_norm_rows(G, y, selected) -> np.ndarray:
     """``norm_spread``: per class, as many rows as ``selected`` holds, of smallest ``||G||``."""
     norm = np.linalg.norm(G, axis=1)
@@ -274,6 +318,11 @@ def run_triple(name: str, noise: str, seed: int, estimators, methods, done) -> l
                                                     "combined": "auto"}.get(k, k))
                 auto[k] = (k_auto, rate, time.perf_counter() - start)
             k, extra = auto[k][0], dict(estimated_noise=auto[k][1], auto_seconds=auto[k][2])
+        if k == "perclass":
+            k = 1.0  # the sampler's gradients only; the rows are chosen below
+        shipped = k == "shipped"
+        if shipped:
+            k = "auto"
         sampler = CrustSampler(k=k, optimizer="centrality" if optimizer == "norm" else optimizer,
                                random_state=seed, n_jobs=1)
         start = time.perf_counter()
@@ -282,8 +331,18 @@ def run_triple(name: str, noise: str, seed: int, estimators, methods, done) -> l
         if optimizer == "norm":
             idx = smallest_norm_rows(sampler.gradients_, y_noisy, idx)
             X_res, y_res = Xs[idx], y_noisy[idx]
+        if CRUST[m][1] == "perclass":
+            idx, rates = per_class_rows(sampler.gradients_, y_noisy, sampler.classes_, seed)
+            X_res, y_res = Xs[idx], y_noisy[idx]
+            extra = dict(auto_seconds=0.0, estimated_noise=float(1 - len(idx) / len(y_noisy)),
+                         class_rates=[float(r) for r in rates])
         sampler_seconds = time.perf_counter() - start
-        weights = (np.ones(len(idx)) if optimizer == "norm"  # rows only, no cluster weights
+        if shipped:
+            k = len(idx) / len(y_noisy)
+            extra = dict(auto_seconds=0.0, estimated_noise=float(sampler.noise_rate_),
+                         class_fractions=[float(f) for f in sampler.class_fractions_])
+        # Rows only for the norm and per-class rows (no cluster weights there).
+        weights = (np.ones(len(idx)) if optimizer == "norm" or CRUST[m][1] == "perclass"
                    else np.asarray(sampler.sample_weight_)[idx])
         clean = float(np.mean(y_noisy[idx] == y_train[idx]))
         wclean = float(np.sum(weights * (y_noisy[idx] == y_train[idx])) / np.sum(weights))

@@ -25,6 +25,7 @@ import pytest
 from sk_crust import CrustSampler, CrustSelector, add_label_noise, estimate_noise_rate
 from sk_crust._noise_estimation import (
     CONCENTRATED_NOISE_FROM,
+    auto_class_fractions,
     auto_fraction,
     auto_noise_parts,
     estimate_noise_rate_geometric,
@@ -228,6 +229,26 @@ def test_auto_method_adds_the_concentrated_estimate_from_its_threshold():
             assert concentrated >= CONCENTRATED_NOISE_FROM
             assert auto == pytest.approx(spread + concentrated)
             assert auto == pytest.approx(rate, abs=0.04)
+
+
+def test_auto_class_fractions_per_class_with_two_classes_only():
+    rng = np.random.default_rng(4)
+    y_true = rng.integers(0, 2, 4000)
+    proba = np.where(y_true[:, None] == np.arange(2), 0.95, 0.05)  # a model of the true classes
+    y = np.where((y_true == 1) & (rng.random(4000) < 0.4), 0, y_true)  # missed positives
+    noise, fractions = auto_class_fractions(y, proba)
+    # Label 0 holds the flipped positives, label 1 is clean: each keeps its own clean share.
+    truth = [np.mean(y_true[y == c] == c) for c in (0, 1)]
+    np.testing.assert_allclose(fractions, truth, atol=0.02)
+    counts = np.bincount(y)
+    assert noise == pytest.approx(1 - counts @ fractions / counts.sum(), abs=1e-6)
+    # More classes: one fraction for all, from the pooled estimate.
+    y3 = rng.integers(0, 5, 3000)
+    proba3 = np.full((3000, 5), 0.02)
+    proba3[np.arange(3000), y3] = 0.92
+    y3_noisy = np.where((y3 == 1) & (rng.random(3000) < 0.5), 0, y3)
+    noise3, fractions3 = auto_class_fractions(y3_noisy, proba3)
+    np.testing.assert_array_equal(fractions3, np.full(5, auto_fraction(noise3)))
 
 
 def test_estimate_noise_rate_bad_method():

@@ -511,6 +511,9 @@ def test_auto_counts_class_conditional_noise_from_the_concentrated_estimate():
     assert net.concentrated_noise_rate_ >= 0.2  # measured 0.27-0.31 (seeds 0-2)
     assert net.noise_rate_ >= net.concentrated_noise_rate_
     assert net.coreset_fraction_ == pytest.approx(auto_fraction(net.noise_rate_))
+    # More than two classes: one fraction for every class.
+    np.testing.assert_array_equal(net.class_coreset_fractions_,
+                                  np.full(10, net.coreset_fraction_))
     assert net.history[-1, "concentrated_noise_rate"] == net.concentrated_noise_rate_
     assert len(net.coreset_indices_) < 0.8 * len(X)  # the medoids; the rest trains at 0.3
     assert type(net.criterion_) is SCELoss
@@ -534,6 +537,36 @@ def test_sampler_and_selector_auto_count_class_conditional_noise(digits):
     assert len(sampler.sample_indices_) < auto_fraction(spread) * len(y) - 0.15 * len(y)
     selector = CrustSelector(k="auto").fit(sampler.gradients_, y_noisy)
     assert selector.noise_rate_ == pytest.approx(sampler.noise_rate_)
+
+
+def test_auto_sizes_each_class_of_two_from_its_own_noise():
+    # Missed positives: 30% of class 1 relabelled 0, so label 0 holds all the wrong labels.
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    rng = np.random.default_rng(0)
+    y_noisy = np.where((y == 1) & (rng.random(len(y)) < 0.3), 0, y)
+    counts = np.bincount(y_noisy)
+    sampler = CrustSampler(random_state=0).fit(X, y_noisy)
+    low, high = sampler.class_fractions_
+    assert high - low > 0.1  # measured 0.75 / 0.95 (the clean shares: 0.69 / 1.0)
+    assert sampler.noise_rate_ == pytest.approx(1 - counts @ sampler.class_fractions_ / len(y),
+                                                abs=1e-6)
+    kept = np.bincount(y_noisy[sampler.sample_indices_], minlength=2)
+    np.testing.assert_array_equal(kept, np.floor(sampler.class_fractions_ * counts + 0.5))
+    # The selector makes the same count on the sampler's residuals.
+    selector = CrustSelector(k="auto").fit(sampler.gradients_, y_noisy)
+    np.testing.assert_allclose(selector.class_fractions_, sampler.class_fractions_)
+    net = CrustClassifier(max_epochs=7, train_split=None, verbose=0, random_state=0)
+    net.fit(X, y_noisy)
+    low, high = net.class_coreset_fractions_
+    assert high - low > 0.1  # measured 0.78 / 0.99 (seeds 0-2: 0.77-0.78 / 0.96-0.99)
+    assert net.coreset_fraction_ == pytest.approx(
+        counts @ net.class_coreset_fractions_ / len(y), abs=1e-6)
+    medoids = np.bincount(y_noisy[net.coreset_indices_], minlength=2)
+    np.testing.assert_array_equal(medoids, np.floor(net.class_coreset_fractions_ * counts + 0.5))
 
 
 def _digits_with_noise(rate):
