@@ -35,10 +35,7 @@ Methods (per estimator):
   concentrated estimate reaches 0.2), computed here from the sampler's ``gradients_``;
 - ``shipped``: ``CrustSampler(random_state=seed)`` as the package ships it (``k="auto"``:
   ``cent_combined``'s rule with more than two classes, each class's own rate with two, i.e.
-  ``cent_perclass`` on the binary sets, whose classes then keep their rows of highest
-  given-label probability), its own ``noise_rate_``;
-- ``shipped_norm``: ``shipped``'s counts with every class's rows of smallest residual norm
-  (the candidate for the binary ranking; records not kept once the package did it).
+  ``cent_perclass`` on the binary sets), its own ``noise_rate_``.
 
 The candidate "auto" rule is computed here, not inside the sampler: the 5-fold out-of-fold
 ``predict_proba`` of the sampler's default estimator (``LogisticRegression(max_iter=1000)``,
@@ -126,7 +123,6 @@ CRUST = {  # method: (optimizer, k, pass cluster weights as sample_weight)
     "norm_spread": ("norm", "spread", False),
     "cent_perclass": ("centrality", "perclass", False),
     "shipped": ("centrality", "shipped", False),
-    "shipped_norm": ("norm", "shipped", False),
 }
 METHODS = ("plain", "cleanlab", *CRUST)
 LABELS = {"plain": "plain", "cleanlab": "cleanlab CleanLearning",
@@ -139,8 +135,7 @@ LABELS = {"plain": "plain", "cleanlab": "cleanlab CleanLearning",
           "cent_combined": "centrality, k=auto (spread + concentrated from 0.2)",
           "norm_spread": "smallest residual norm, k=auto (spread estimate)",
           "cent_perclass": "centrality, k=auto per class (each class's own estimate)",
-          "shipped": "CrustSampler() as shipped (k=auto, per class with two classes)",
-          "shipped_norm": "shipped counts, smallest residual norm rows"}
+          "shipped": "CrustSampler() as shipped (k=auto, per class with two classes)"}
 TIE = 0.01
 
 

@@ -672,7 +672,7 @@ class CrustClassifier(NeuralNetClassifier):
         else:
             fractions = None  # one fraction for groups of predictions
         selector._fit(features.features, groups, diagnostics=False,  # this net reads none
-                      class_fractions=fractions, auto=fractions is not None)
+                      class_fractions=fractions)
         medoids = selector.indices_
         weights = selector.sample_weight_.astype(np.float32)
         positions = np.sort(medoids)

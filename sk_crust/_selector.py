@@ -33,7 +33,6 @@ from ._engine import (
     parse_memory_budget,
     select_groups,
 )
-from ._engine._blocked import select_group_ranked
 from ._noise_estimation import (
     auto_class_fractions,
     auto_fraction,
@@ -127,23 +126,6 @@ def check_label_targets(y: np.ndarray) -> None:
                 f" and {other!r} of type {type(other).__name__}): labels must be all strings or "
                 "all numbers; convert them, e.g. with y.astype(str)")
     check_classification_targets(y)
-
-
-def _ranks_by_confidence(optimizer: str, G: np.ndarray, y_index: np.ndarray,
-                         n_groups: int) -> bool:
-    """Whether an ``"auto"`` selection ranks by the given label's probability.
-
-    With two classes the residuals ``p - onehot(y)`` of a class lie on one line, from the rows
-    the model is sure of (near 0) to those it thinks mislabelled (near ``(1, -1)``): the most
-    central rows are those nearest the class's median, which at high noise drifts into the
-    ambiguous middle, so centrality keeps ambiguous rows and drops the surest clean ones. There
-    ``optimizer="centrality"`` under ``"auto"`` keeps the rows of smallest ``||p - onehot(y)||``
-    (highest probability of the given label) instead: on the sampler panel's binary sets at 40%
-    symmetric noise +0.01 to +0.09 (``benchmarks/results/sampler_defaults_notes.md``). With more
-    classes the clean rows form a cloud around the class centre and centrality finds it.
-    """
-    return (optimizer == "centrality" and n_groups == 2 and G.ndim == 2 and G.shape[1] == 2
-            and residual_proba_or_none(G, y_index) is not None)
 
 
 def _fingerprint(G: np.ndarray) -> str:
@@ -276,19 +258,15 @@ class CrustSelector(_BaseSelection):
         :class:`CrustSampler` computes them), the probabilities are recovered and the wrong
         labels counted with :func:`~sk_crust.estimate_noise_rate` (``method="auto"``, as
         every ``"auto"`` of the package; with two classes each class keeps 1 - its own rate,
-        ``class_fractions_``, and, with ``optimizer="centrality"``, its rows of highest
-        given-label probability rather than its most central ones); for other features, it is
-        the fraction of points far from their class's centre, a rough guess (see the user
-        guide).
+        ``class_fractions_``); for other features, it is the fraction of points far from
+        their class's centre, a rough guess (see the user guide).
     optimizer : {"centrality", "lazy", "naive", "stochastic"}, default="centrality"
         ``"centrality"``: the ``k`` points with the largest similarity row sums, which is what
         the official CRUST code's greedy effectively computes (see the user guide); the default
         because it keeps the clean points of noisy classes, where exact facility location spends
         its budget covering the scattered mislabelled ones (``benchmarks/results/
         sampler_defaults.md``: 96 cells of 6 data sets x 4 estimators x 4 noise settings, the
-        exact greedy at k=0.5 was the worst method, its coresets dirtier than the data). Under
-        ``k="auto"`` on two-class probability residuals, each class's rows of highest
-        given-label probability instead (``class_methods_`` ``"ranked"``, see ``k``).
+        exact greedy at k=0.5 was the worst method, its coresets dirtier than the data).
         ``"lazy"``: the faithful method, exact greedy facility location with lazy evaluations
         (the same set and order as ``"naive"``, faster). ``"naive"``: plain greedy, the slow
         reference. ``"stochastic"``: stochastic greedy, ``(1 - 1/e - epsilon)``-approximate,
@@ -458,14 +436,13 @@ class CrustSelector(_BaseSelection):
         return self._fit(G, y)
 
     def _fit(self, G, y, *, diagnostics: bool = True,
-             class_fractions: np.ndarray | None = None, auto: bool = False) -> CrustSelector:
+             class_fractions: np.ndarray | None = None) -> CrustSelector:
         """:meth:`fit`; ``diagnostics=False`` leaves out what only the selector's own
         :meth:`get_label_issues` and :meth:`transform` read (``distances_``,
         ``center_distances_``, ``group_of_selected_``, the data fingerprint): CrustClassifier
         selects every epoch and reads none of them. ``class_fractions`` (one per class of
         ``np.unique(y)``) replaces ``k``: the ``"auto"`` sizes that the sampler and the
-        classifier computed from probabilities; ``auto`` says that they come from ``"auto"``
-        (for :func:`_ranks_by_confidence`, as ``k="auto"`` does)."""
+        classifier computed from probabilities."""
         budget = self._validate_selection()
         device = _selection_device(self.device, G)
         if device is not None and self.partitions > 1:
@@ -484,7 +461,6 @@ class CrustSelector(_BaseSelection):
         if class_fractions is not None:
             k = np.asarray(class_fractions, dtype=np.float64)
         elif isinstance(k, str):  # "auto": 1 - a noise rate estimated from the features
-            auto = True
             proba = residual_proba_or_none(G, y_idx)
             if proba is None:
                 self.noise_rate_ = estimate_noise_rate_from_features(G, y_idx)
@@ -508,20 +484,11 @@ class CrustSelector(_BaseSelection):
                 "largest absolute value, or pass metric='cosine'")
         Gf = G.astype(np.float32, copy=False)
         engine = "torch" if device is not None else "greedi" if self.partitions > 1 else "auto"
-        if auto and _ranks_by_confidence(self.optimizer, G, y_idx, len(groups)):
-            # Two-class residuals lie on a line: keep each class's rows of highest given-label
-            # probability (smallest ||G||) instead of those nearest its median.
-            results = [select_group_ranked(Gf[rows], int(b), np.linalg.norm(Gf[rows], axis=1),
-                                           weights=self.weights, metric=self.metric,
-                                           radius=self.radius)
-                       for rows, b in zip(groups, budgets, strict=True)]
-        else:
-            results = select_groups(
-                Gf, groups, budgets, seeds, engine=engine, memory_budget=budget,
-                n_jobs=self.n_jobs, partitions=self.partitions, device=device,
-                optimizer=self.optimizer, weights=self.weights, metric=self.metric,
-                epsilon=self.epsilon, radius=self.radius,
-                centrality_sample=self.centrality_sample)
+        results = select_groups(
+            Gf, groups, budgets, seeds, engine=engine, memory_budget=budget, n_jobs=self.n_jobs,
+            partitions=self.partitions, device=device, optimizer=self.optimizer,
+            weights=self.weights, metric=self.metric, epsilon=self.epsilon, radius=self.radius,
+            centrality_sample=self.centrality_sample)
         self.class_methods_ = np.array([r.method for r in results])  # the path of each class
         self._set_selection(G, groups, results, diagnostics=diagnostics)
         return self
@@ -640,16 +607,15 @@ class CrustSampler(_BaseSelection):
         keeps 1 - that fraction (clipped to [0.1, 1]), so the user need not know the noise
         rate; with two classes each class keeps 1 - its *own* estimated rate (its row of the
         confident joint): the labels given as one class are often much noisier than the
-        other's (missed positives, or symmetric flips on imbalanced classes), and keeps its
-        rows of highest given-label probability (two-class residuals lie on a line, whose
-        most central rows are the ambiguous ones). The fractions are in
-        ``class_fractions_``. It is the default because, with
+        other's (missed positives, or symmetric flips on imbalanced classes). The fractions
+        are in ``class_fractions_``. It is the default because, with
         ``optimizer="centrality"``, it was the best sampler rule of the panel in
-        ``benchmarks/results/sampler_defaults.md``: 57 of 96 cells meeting issue 13's goal
-        (46 with one fraction and centrality for both binary classes; the spread estimate
-        alone: 43; plain 24; cleanlab's ``CleanLearning`` 68) and the best mean rank of the 15
-        rules there (4.78; ``CleanLearning`` 5.20). It still loses to ``CleanLearning`` by
-        more than 0.01 in 20 cells, most at 30% class-conditional and 40% symmetric noise.
+        ``benchmarks/results/sampler_defaults.md``: 52 of 96 cells meeting issue 13's goal
+        (one fraction for both binary classes: 46; the spread estimate alone: 43; plain 24;
+        cleanlab's ``CleanLearning`` 68) and a mean rank of 5.08 among 15 methods, just ahead
+        of ``CleanLearning`` (5.13). It still loses to
+        ``CleanLearning`` by more than 0.01 in 26 cells, most at 40% symmetric and 30%
+        class-conditional noise.
     estimator : estimator with ``predict_proba``, default=None
         Model whose out-of-fold probabilities give the gradient features ``p(x) - onehot(y)``
         (the last-layer gradient of the cross-entropy, as in CRUST's Eq. 9). ``None`` means
@@ -775,7 +741,7 @@ partitions, centrality_sample
             self.noise_rate_, fractions = auto_class_fractions(
                 y_index, residual_proba(G, y_index))
         self.selector_ = CrustSelector(**{**self._selection_params(), "k": k})._fit(
-            G, y, class_fractions=fractions, auto=fractions is not None)
+            G, y, class_fractions=fractions)
         self.sample_indices_ = self.selector_.indices_
         self.sample_weight_ = self.selector_.sample_weight_
         if isinstance(k, str):
