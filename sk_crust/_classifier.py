@@ -263,13 +263,8 @@ class CrustClassifier(NeuralNetClassifier):
         ``concentrated_noise_rate``.
     coreset_fraction_ : float
         With ``coreset_size="auto"`` only: the coreset fraction used, ``1 - noise_rate_``
-        clipped to [0.1, 1] (with two classes, the kept fraction of the training split: each
-        class keeps its own fraction, see ``class_coreset_fractions_``).
-    class_coreset_fractions_ : ndarray of shape (n_classes,)
-        With ``coreset_size="auto"`` only: the fraction of each class (``classes_`` order) the
-        coreset keeps. All equal to ``coreset_fraction_`` with more than two classes; with two,
-        each class keeps 1 - its own estimated noise rate (clipped), since the labels given as
-        one class are often much noisier than the other's.
+        clipped to [0.1, 1], the same for every class (unlike the sampler's two-class rule:
+        see the user guide).
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     n_features_in_ : int
@@ -638,10 +633,8 @@ class CrustClassifier(NeuralNetClassifier):
         """
         config = self.crust_config_
         size = config["coreset_size"]
-        fractions = None
         if isinstance(size, str):  # "auto"
             size = self._auto_coreset_size(run)
-            fractions = self.class_coreset_fractions_
             self._switch_criterion(config["noisy_criterion"])
         if is_int(size, 1) and size > run.n:
             raise ValueError(f"coreset_size={size} is larger than the {run.n} training examples")
@@ -667,12 +660,7 @@ class CrustClassifier(NeuralNetClassifier):
             # A CUDA net selects on its GPU too: the similarity rows' matrix products dominate.
             device=self.device if self.device is not None
             and torch.device(self.device).type == "cuda" else None)
-        if fractions is not None and config["group_by"] == "label":
-            fractions = fractions[np.unique(groups)]  # the classes present, in group order
-        else:
-            fractions = None  # one fraction for groups of predictions
-        selector._fit(features.features, groups, diagnostics=False,  # this net reads none
-                      class_fractions=fractions)
+        selector._fit(features.features, groups, diagnostics=False)  # this net reads none
         medoids = selector.indices_
         weights = selector.sample_weight_.astype(np.float32)
         positions = np.sort(medoids)
@@ -696,7 +684,7 @@ class CrustClassifier(NeuralNetClassifier):
         ``"concentrated"`` count when it reaches ``CONCENTRATED_NOISE_FROM``; it is kept for the
         rest of training (and ``partial_fit``).
         """
-        from ._noise_estimation import auto_class_fractions, auto_noise_parts, residual_proba
+        from ._noise_estimation import auto_fraction, auto_noise_parts, residual_proba
 
         if getattr(self, "noise_rate_", None) is None:
             iterator = self.get_iterator(run.dataset, training=False)
@@ -706,12 +694,10 @@ class CrustClassifier(NeuralNetClassifier):
             proba = residual_proba(logits.features, logits.y)
             self.noise_rate_, _, self.concentrated_noise_rate_ = auto_noise_parts(logits.y,
                                                                                   proba)
-            _, fractions = auto_class_fractions(logits.y, proba)
-            self.class_coreset_fractions_ = fractions
-            counts = np.bincount(logits.y, minlength=len(fractions))
-            # The kept fraction of the split (1 - noise_rate_, clipped, unless per class).
-            self.coreset_fraction_ = float(
-                np.clip(round(float(counts @ fractions) / max(counts.sum(), 1), 6), 0.0, 1.0))
+            # One fraction for every class, also with two: per-class rates from the warm-up
+            # model's in-sample probabilities emptied a class on data no panel uses (titanic,
+            # 40% noise: -0.22; see the user guide); the sampler's out-of-fold ones did not.
+            self.coreset_fraction_ = auto_fraction(self.noise_rate_)
         self.history.record("noise_rate", self.noise_rate_)
         self.history.record("concentrated_noise_rate",
                             getattr(self, "concentrated_noise_rate_", math.nan))
@@ -940,8 +926,7 @@ class CrustClassifier(NeuralNetClassifier):
     def initialize(self):
         # A fresh model has no coreset yet.
         for name in ("coreset_indices_", "coreset_weights_", "noise_rate_",
-                     "concentrated_noise_rate_", "coreset_fraction_",
-                     "class_coreset_fractions_", "_coreset_"):
+                     "concentrated_noise_rate_", "coreset_fraction_", "_coreset_"):
             self.__dict__.pop(name, None)
         return super().initialize()
 

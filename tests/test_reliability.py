@@ -511,9 +511,6 @@ def test_auto_counts_class_conditional_noise_from_the_concentrated_estimate():
     assert net.concentrated_noise_rate_ >= 0.2  # measured 0.27-0.31 (seeds 0-2)
     assert net.noise_rate_ >= net.concentrated_noise_rate_
     assert net.coreset_fraction_ == pytest.approx(auto_fraction(net.noise_rate_))
-    # More than two classes: one fraction for every class.
-    np.testing.assert_array_equal(net.class_coreset_fractions_,
-                                  np.full(10, net.coreset_fraction_))
     assert net.history[-1, "concentrated_noise_rate"] == net.concentrated_noise_rate_
     assert len(net.coreset_indices_) < 0.8 * len(X)  # the medoids; the rest trains at 0.3
     assert type(net.criterion_) is SCELoss
@@ -539,7 +536,7 @@ def test_sampler_and_selector_auto_count_class_conditional_noise(digits):
     assert selector.noise_rate_ == pytest.approx(sampler.noise_rate_)
 
 
-def test_auto_sizes_each_class_of_two_from_its_own_noise():
+def test_sampler_auto_sizes_each_class_of_two_from_its_own_noise():
     # Missed positives: 30% of class 1 relabelled 0, so label 0 holds all the wrong labels.
     from sklearn.datasets import load_breast_cancer
     from sklearn.preprocessing import StandardScaler
@@ -559,14 +556,13 @@ def test_auto_sizes_each_class_of_two_from_its_own_noise():
     # The selector makes the same count on the sampler's residuals.
     selector = CrustSelector(k="auto").fit(sampler.gradients_, y_noisy)
     np.testing.assert_allclose(selector.class_fractions_, sampler.class_fractions_)
+    # The classifier keeps one fraction for both (its in-sample warm-up rates were not
+    # reliable enough per class; see the user guide).
     net = CrustClassifier(max_epochs=7, train_split=None, verbose=0, random_state=0)
     net.fit(X, y_noisy)
-    low, high = net.class_coreset_fractions_
-    assert high - low > 0.1  # measured 0.78 / 0.99 (seeds 0-2: 0.77-0.78 / 0.96-0.99)
-    assert net.coreset_fraction_ == pytest.approx(
-        counts @ net.class_coreset_fractions_ / len(y), abs=1e-6)
+    assert not hasattr(net, "class_coreset_fractions_")
     medoids = np.bincount(y_noisy[net.coreset_indices_], minlength=2)
-    np.testing.assert_array_equal(medoids, np.floor(net.class_coreset_fractions_ * counts + 0.5))
+    np.testing.assert_array_equal(medoids, np.floor(net.coreset_fraction_ * counts + 0.5))
 
 
 def _digits_with_noise(rate):
