@@ -222,16 +222,16 @@ def per_class_rates(y_index, proba) -> np.ndarray:
     when the prior-weighted concentrated estimate reaches 0.2), from the confident joint's rows."""
     from sk_crust._noise_estimation import (
         CONCENTRATED_NOISE_FROM,
-        _concentrated_noise,
+        _concentrated_rates,
         _off_diagonal_rates,
+        _spread_rates,
+        auto_noise_parts,
     )
 
-    wrong, counts = _off_diagonal_rates(y_index, proba)
-    n_classes = len(counts)
-    spread = np.minimum(np.median(wrong, axis=1) * (n_classes - 1), wrong.sum(axis=1))
-    rates = spread
-    if _concentrated_noise(y_index, proba) >= CONCENTRATED_NOISE_FROM:
-        rates = spread + wrong.max(axis=1) - np.median(wrong, axis=1)
+    wrong, _ = _off_diagonal_rates(y_index, proba)
+    rates = _spread_rates(wrong)
+    if auto_noise_parts(y_index, proba)[2] >= CONCENTRATED_NOISE_FROM:
+        rates = rates + _concentrated_rates(wrong)
     return np.clip(rates, 0.0, 1.0)
 
 

@@ -142,6 +142,20 @@ def _off_diagonal_rates(y_index: np.ndarray, proba: np.ndarray):
     return rates[off].reshape(n_classes, n_classes - 1), counts
 
 
+def _spread_rates(wrong: np.ndarray) -> np.ndarray:
+    """Per class: ``(n_classes - 1)`` times the median off-diagonal rate, at most the row sum."""
+    return np.minimum(np.median(wrong, axis=1) * wrong.shape[1], wrong.sum(axis=1))
+
+
+def _concentrated_rates(wrong: np.ndarray) -> np.ndarray:
+    """Per class, the largest off-diagonal rate minus the median one."""
+    return wrong.max(axis=1) - np.median(wrong, axis=1)
+
+
+def _prior_weighted(counts: np.ndarray, per_class: np.ndarray) -> float:
+    return float(np.clip(np.sum(counts * per_class) / counts.sum(), 0.0, 1.0))
+
+
 def _spread_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
     """The ``"spread"`` kernel of :func:`estimate_noise_rate`; validation assumed.
 
@@ -153,9 +167,7 @@ def _spread_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
     if (rows := _off_diagonal_rates(y_index, proba)) is None:
         return 0.0
     wrong, counts = rows
-    n_classes = len(counts)
-    per_class = np.minimum(np.median(wrong, axis=1) * (n_classes - 1), wrong.sum(axis=1))
-    return float(np.clip(np.sum(counts * per_class) / counts.sum(), 0.0, 1.0))
+    return _prior_weighted(counts, _spread_rates(wrong))
 
 
 def _concentrated_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
@@ -168,8 +180,18 @@ def _concentrated_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
     if (rows := _off_diagonal_rates(y_index, proba)) is None:
         return 0.0
     wrong, counts = rows
-    per_class = wrong.max(axis=1) - np.median(wrong, axis=1)
-    return float(np.clip(np.sum(counts * per_class) / counts.sum(), 0.0, 1.0))
+    return _prior_weighted(counts, _concentrated_rates(wrong))
+
+
+def _auto_parts_of(rows) -> tuple[float, float, float]:
+    """:func:`auto_noise_parts` from :func:`_off_diagonal_rates`' result (one confident joint)."""
+    if rows is None:
+        return 0.0, 0.0, 0.0
+    wrong, counts = rows
+    spread = _prior_weighted(counts, _spread_rates(wrong))
+    concentrated = _prior_weighted(counts, _concentrated_rates(wrong))
+    counted = concentrated if concentrated >= CONCENTRATED_NOISE_FROM else 0.0
+    return min(1.0, spread + counted), spread, concentrated
 
 
 def auto_noise_parts(y_index: np.ndarray, proba: np.ndarray) -> tuple[float, float, float]:
@@ -180,10 +202,7 @@ def auto_noise_parts(y_index: np.ndarray, proba: np.ndarray) -> tuple[float, flo
     the concentrated one sees it but also reads a model's confusion of neighbouring classes,
     so it only counts from a level that clean labels did not reach on the panel.
     """
-    spread = _spread_noise(y_index, proba)
-    concentrated = _concentrated_noise(y_index, proba)
-    counted = concentrated if concentrated >= CONCENTRATED_NOISE_FROM else 0.0
-    return min(1.0, spread + counted), spread, concentrated
+    return _auto_parts_of(_off_diagonal_rates(y_index, proba))
 
 
 def _auto_noise(y_index: np.ndarray, proba: np.ndarray) -> float:
@@ -261,9 +280,10 @@ def auto_class_fractions(y_index: np.ndarray, proba: np.ndarray) -> tuple[float,
     classes at 80% noise (segment -0.20 at 20 epochs; ``noise_panel_notes.md``).
     Validation assumed (``y_index`` in ``range(proba.shape[1])``).
     """
-    noise = _auto_noise(y_index, proba)
+    rows = _off_diagonal_rates(y_index, proba)
+    noise = _auto_parts_of(rows)[0]
     n_classes = proba.shape[1]
-    if n_classes == 2 and (rows := _off_diagonal_rates(y_index, proba)) is not None:
+    if n_classes == 2 and rows is not None:
         return noise, np.array([auto_fraction(rate) for rate in rows[0][:, 0]])
     return noise, np.full(n_classes, auto_fraction(noise))
 

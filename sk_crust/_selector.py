@@ -36,7 +36,7 @@ from ._engine import (
 from ._noise_estimation import (
     auto_class_fractions,
     auto_fraction,
-    estimate_noise_rate_from_features,
+    estimate_noise_rate_geometric,
     residual_proba,
     residual_proba_or_none,
 )
@@ -88,9 +88,9 @@ def class_budgets(class_sizes: np.ndarray, k: float | int | np.ndarray) -> np.nd
     [2, 7]
     """
     sizes = np.asarray(class_sizes, dtype=np.int64)
-    if isinstance(k, np.ndarray):  # one fraction per class (the "auto" sizes of two classes)
-        return np.clip(np.floor(k * sizes + 0.5).astype(np.int64), 1, sizes)
-    if isinstance(k, (Real, np.floating)) and not isinstance(k, Integral):
+    # A fraction, or one per class (the "auto" sizes of two classes).
+    if isinstance(k, np.ndarray) or (isinstance(k, (Real, np.floating))
+                                     and not isinstance(k, Integral)):
         # floor(x + 0.5): round half up, not numpy's round-half-to-even.
         return np.clip(np.floor(k * sizes + 0.5).astype(np.int64), 1, sizes)
     total = int(k)
@@ -462,8 +462,8 @@ class CrustSelector(_BaseSelection):
             k = np.asarray(class_fractions, dtype=np.float64)
         elif isinstance(k, str):  # "auto": 1 - a noise rate estimated from the features
             proba = residual_proba_or_none(G, y_idx)
-            if proba is None:
-                self.noise_rate_ = estimate_noise_rate_from_features(G, y_idx)
+            if proba is None:  # not residuals: estimate_noise_rate_from_features' fallback
+                self.noise_rate_ = estimate_noise_rate_geometric(G, y_idx)
                 k = np.full(len(groups), auto_fraction(self.noise_rate_))
             else:
                 self.noise_rate_, k = auto_class_fractions(y_idx, proba)
