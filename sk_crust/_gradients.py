@@ -74,7 +74,9 @@ def logit_residual(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     import torch
 
-    residual = torch.softmax(logits.float(), dim=-1)
+    from ._softmax import softmax_rows
+
+    residual = softmax_rows(logits.float())
     residual[torch.arange(len(residual), device=residual.device), y.long()] -= 1
     return residual
 

@@ -763,6 +763,31 @@ def test_feature_pass_batches_small_rows_by_a_thousand(digits):
     np.testing.assert_allclose(same.gradient_features(X, y).features, G, rtol=1e-5, atol=1e-6)
 
 
+def test_validation_batches_small_rows_by_a_thousand_with_the_same_loss(digits):
+    from skorch.dataset import ValidSplit
+
+    from sk_crust._batches import SliceBatches
+
+    X, y = digits
+    split = dict(train_split=ValidSplit(5, stratified=True), batch_size=32, max_epochs=2)
+    net = _net(**split).fit(X, y)
+    # 60 validation rows: one batch, not two of 32 (skorch records one size per batch).
+    assert [row["valid_batch_size"] for row in net.history[-1]["batches"]
+            if "valid_batch_size" in row] == [60]
+    iterator = net.get_iterator(net.get_dataset(X, y), training=False)
+    assert isinstance(iterator, SliceBatches) and iterator.batch_size == 1024
+    same = _net(**split, iterator_valid__batch_size=32).fit(X, y)
+    assert [row["valid_batch_size"] for row in same.history[-1]["batches"]
+            if "valid_batch_size" in row] == [32, 28]
+    # Training saw the same batches; only the validation mean is summed in another order.
+    np.testing.assert_allclose(net.history[:, "valid_loss"], same.history[:, "valid_loss"],
+                               rtol=1e-5)
+    np.testing.assert_array_equal(net.history[:, "train_loss"], same.history[:, "train_loss"])
+    # drop_last keeps the user's batch size, so the same rows are left out.
+    dropped = _net(**split, iterator_valid__drop_last=True)
+    assert dropped.get_iterator(dropped.get_dataset(X, y), training=False).batch_size == 32
+
+
 def test_a_module_working_in_place_does_not_change_the_callers_X(digits):
     class InPlace(torch.nn.Module):
         def __init__(self):

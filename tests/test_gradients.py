@@ -136,3 +136,14 @@ def test_capture_layer_removes_its_hook_on_error():
         with capture_layer(layer):
             raise RuntimeError
     assert not layer._forward_hooks
+
+
+@pytest.mark.parametrize("n_classes", [2, 10, 15, 16, 26])
+@pytest.mark.parametrize("n_rows", [1, 29, 128])
+def test_softmax_rows_is_torchs_softmax(n_classes, n_rows):
+    from sk_crust._softmax import softmax_rows
+
+    logits = torch.randn(n_rows, n_classes, generator=torch.Generator().manual_seed(0)) * 5
+    got = softmax_rows(logits)
+    assert got.is_contiguous() and got.shape == logits.shape
+    torch.testing.assert_close(got, torch.softmax(logits, dim=-1), rtol=1e-6, atol=1e-7)
