@@ -249,6 +249,32 @@ def fold_picks(P: Points, picks: np.ndarray, d0: np.float32, cover: Cover) -> np
     return gains
 
 
+def select_group_ranked(X: np.ndarray, k: int, scores: np.ndarray, *, weights: str = "cluster",
+                        metric: str = "euclidean", radius: float = 2.0) -> GroupSelection:
+    """The ``k`` rows of smallest ``scores`` as medoids, folded into the cover in that order.
+
+    Centrality's last step (:func:`fold_picks`: assignment, weights, gains) on picks ranked by
+    a score given by the caller instead of by similarity row sums; the selector uses it for
+    the ``"auto"`` rule on two-class probability residuals (rows of highest given-label
+    probability). ``d0`` is :meth:`._similarity.Points.d0_bound`, as for sampled centrality.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sk_crust._engine._blocked import select_group_ranked
+    >>> X = np.array([[0.0], [0.1], [0.9], [1.0]], dtype=np.float32)
+    >>> sel = select_group_ranked(X, 2, np.abs(X[:, 0]))
+    >>> sel.indices.tolist(), sel.weights.tolist(), sel.method
+    ([0, 1], [1.0, 3.0], 'ranked')
+    """
+    P = Points(X, metric)
+    order = np.argsort(scores, kind="stable")[:k].astype(np.intp)
+    cover = Cover.zeros(P.n)
+    gains = fold_picks(P, order, np.float32(P.d0_bound()), cover)
+    return finalize_blocked(P, order, gains, cover, weights=weights, radius=radius,
+                            block_rows=None, method="ranked")
+
+
 def _centrality_blocked(P: Points, k: int, *, d0: float | None, block_rows: int | None,
                         rows_per_block: int = 2048, reference: np.ndarray | None = None):
     """Top-``k`` similarity row sums, the row sums accumulated block by block.
