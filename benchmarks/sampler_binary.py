@@ -83,16 +83,6 @@ def load_raw(name: str):
     return np.column_stack(columns), y.astype(np.int64)
 
 
-def split(name: str, seed: int):
-    from sklearn.model_selection import train_test_split
-
-    X, y = load_raw(name)
-    n_train = min(SD.N_TRAIN, int(round(0.7 * len(y))))
-    n_test = min(SD.N_TEST, len(y) - n_train)
-    return train_test_split(X, y, train_size=n_train, test_size=n_test, stratify=y,
-                            random_state=seed)
-
-
 def rows_of(method: str, X, y_noisy, seed: int) -> tuple[np.ndarray, str]:
     """Rows kept by one of the sampler rules, and the model whose probabilities it used."""
     from sklearn.linear_model import LogisticRegression
@@ -115,7 +105,7 @@ def rows_of(method: str, X, y_noisy, seed: int) -> tuple[np.ndarray, str]:
 def run_triple(name, noise, seed, done) -> list[dict]:
     from sklearn.preprocessing import StandardScaler
 
-    X_train, X_test, y_train, y_test = split(name, seed)
+    X_train, X_test, y_train, y_test = SD.split(name, seed, load=load_raw)
     y_noisy = SD.noisy_labels(y_train, noise, seed)
     scaler = StandardScaler().fit(X_train)
     Xs, Xt = scaler.transform(X_train), scaler.transform(X_test)

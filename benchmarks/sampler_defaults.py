@@ -155,11 +155,14 @@ def load_raw(name: str):
     return np.asarray(X, dtype=np.float64), y.astype(np.int64)
 
 
-def split(name: str, seed: int):
-    """Stratified train/test split of at most N_TRAIN / N_TEST rows, seeded."""
+def split(name: str, seed: int, load=None):
+    """Stratified train/test split of at most N_TRAIN / N_TEST rows, seeded.
+
+    ``load(name) -> (X, y)`` reads the set (``None``: :func:`load_raw`).
+    """
     from sklearn.model_selection import train_test_split
 
-    X, y = load_raw(name)
+    X, y = (load or load_raw)(name)
     n_train = min(N_TRAIN, int(round(0.7 * len(y))))
     n_test = min(N_TEST, len(y) - n_train)
     return train_test_split(X, y, train_size=n_train, test_size=n_test, stratify=y,

@@ -106,10 +106,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 _CRUST_PARAMS = tuple(PRESETS["default"])
 
 
-def _softmax(logits: torch.Tensor) -> torch.Tensor:
-    return softmax_rows(logits)
-
-
 def _encoded_accuracy(net, X, y) -> float:
     """Validation accuracy on the encoded targets that skorch's datasets hold (0..n_classes-1).
 
@@ -458,7 +454,7 @@ class CrustClassifier(NeuralNetClassifier):
         # whatever the criterion (this class's contract), so probabilities are always a softmax.
         if isinstance(self.predict_nonlinearity, str) and self.predict_nonlinearity == "auto":
             self.check_is_fitted()
-            return _softmax
+            return softmax_rows
         return super()._get_predict_nonlinearity()
 
     def predict(self, X) -> np.ndarray:

@@ -873,7 +873,7 @@ partitions, centrality_sample
         y_index = np.searchsorted(self.classes_, y)
         best = None
         for estimator in ([clone(self.estimator)] if self.estimator is not None
-                          else self._default_estimators(X, y)):
+                          else self._default_estimators(X, smallest)):
             proba = cross_val_predict(estimator, X, y, cv=cv, method="predict_proba",
                                       n_jobs=self.n_jobs)
             # The error on the given labels: with noise below half it ranks models as their
@@ -886,7 +886,7 @@ partitions, centrality_sample
         onehot = (y[:, None] == self.classes_[None, :]).astype(proba.dtype)
         return proba - onehot
 
-    def _default_estimators(self, X, y) -> list:
+    def _default_estimators(self, X, smallest: int) -> list:
         """Logistic regression, and with two classes on dense ``X`` gradient boosting too."""
         from sklearn.linear_model import LogisticRegression
 
@@ -897,10 +897,9 @@ partitions, centrality_sample
             # Early stopping on a tenth of the (noisy) labels: without it the trees go on to fit
             # the wrong labels, predict the given ones worse out of fold, and lose the choice
             # where they are the right model (make_moons with 30% noise). It needs a tenth that
-            # holds some rows of each class.
-            _, counts = np.unique(y, return_counts=True)
+            # holds some rows of each class (``smallest``: the rows of the smallest class).
             estimators.append(HistGradientBoostingClassifier(
-                early_stopping=bool(counts.min() >= _EARLY_STOPPING_ROWS),
+                early_stopping=smallest >= _EARLY_STOPPING_ROWS,
                 random_state=self.random_state))
         return estimators
 
