@@ -5,7 +5,9 @@ default 5-fold stratified ``ValidSplit``) for every method; the methods alternat
 repeat, so a noisy machine slows them alike, and the table reports medians and ratios:
 
 - ``skorch``: ``skorch.NeuralNetClassifier`` with the same module, ``CrossEntropyLoss`` and
-  ``iterator_train__shuffle=True``;
+  ``iterator_train__shuffle=True``; the ratios are to this one;
+- ``skorch_fused``: the same with ``optimizer__fused=True``, the torch kernel that
+  ``CrustClassifier`` turns on by default for Adam: what part of the gap is that kernel alone;
 - ``crust``: ``CrustClassifier`` with its defaults (``coreset_size="auto"``, 5 warm-up epochs,
   the examples outside the coreset still trained at 0.3, so every epoch trains on all rows);
 - ``crust_drop``: the same with ``unselected_weight=0, noisy_criterion="keep"`` (the former
@@ -46,7 +48,7 @@ import numpy as np
 from _report import machine, versions  # benchmarks/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("skorch", "crust", "crust_drop", "crust_plain")
+METHODS = ("skorch", "skorch_fused", "crust", "crust_drop", "crust_plain")
 
 
 class _PhaseTimer:
@@ -115,8 +117,10 @@ def _net(method: str, case: dict, epochs: int, device: str, seed: int):
     common = dict(max_epochs=epochs, lr=1e-3, optimizer=torch.optim.Adam, batch_size=128,
                   device=device, verbose=0, callbacks=[("phases", _PhaseTimer())])
     n_classes = int(len(np.unique(case["y"])))
-    if method == "skorch":
+    if method.startswith("skorch"):
         torch.manual_seed(seed)
+        if method == "skorch_fused":
+            common["optimizer__fused"] = True
         module = MLP if case["module"] == "mlp" else SmallCNN
         extra = (dict(module__n_features=int(np.prod(case["X"].shape[1:])))
                  if case["module"] == "mlp" else {})
@@ -139,7 +143,7 @@ def _fit(method, case, epochs, device, seed):
     row = dict(seconds=seconds, accuracy=float(np.mean(net.predict(case["X_test"])
                                                        == case["y_test"])),
                train=list(history[:, "train_seconds"]), valid=list(history[:, "valid_seconds"]))
-    if method != "skorch":
+    if not method.startswith("skorch"):
         row["feature"] = list(history[:, "feature_seconds"])
         row["selection"] = [s - f for s, f in zip(history[:, "selection_seconds"],
                                                   history[:, "feature_seconds"], strict=True)]

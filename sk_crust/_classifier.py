@@ -46,6 +46,7 @@ from ._engine import OPTIMIZERS, WEIGHTS
 from ._gradients import GRADIENTS, GradientFeatures
 from ._gradients import gradient_features as _gradient_features
 from ._mixup import MIXUPS, BatchPlan, mix
+from ._optim import use_fused
 from ._run import Coreset, Run, SubsetSampler
 from ._schedule import Schedule
 from ._selector import CrustSelector, check_label_targets
@@ -164,6 +165,11 @@ class CrustClassifier(NeuralNetClassifier):
     criterion : torch criterion class or instance, default=torch.nn.CrossEntropyLoss
         Must accept ``reduction="none"`` (set by the net).
     optimizer : torch optimizer class, default=torch.optim.Adam
+        ``torch.optim.Adam`` and ``AdamW`` get ``fused=True`` (torch's one-kernel step, the
+        same update rule: half the optimizer's time for a small network) when every parameter
+        is on the CPU or a CUDA device and no ``optimizer__fused``, ``optimizer__foreach`` or
+        ``optimizer__differentiable`` is given; pass ``optimizer__fused=False`` for torch's
+        default kernels.
     lr : float, default=1e-3
     coreset_size : float, int or "auto", default=None
         A float in (0, 1] is the fraction of each group to select; an int >= 1 the total size,
@@ -369,6 +375,18 @@ class CrustClassifier(NeuralNetClassifier):
             criterion.reduction = "none"
             self.criterion_ = criterion
         return self
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        """skorch's optimizer arguments, with torch's fused kernel for Adam and AdamW.
+
+        ``fused=True`` is the same update rule in one kernel per step (half the step's time for
+        a small MLP, see :mod:`sk_crust._optim`); pass ``optimizer__fused=False`` (or any
+        ``optimizer__foreach``) to keep torch's default kernels.
+        """
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        if prefix == "optimizer" and use_fused(self.optimizer, args[0], kwargs):
+            kwargs["fused"] = True
+        return args, kwargs
 
     # ------------------------------------------------------------------ fit / predict
     def fit(self, X, y=None, **fit_params) -> CrustClassifier:

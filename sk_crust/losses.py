@@ -17,9 +17,12 @@ from __future__ import annotations
 
 from numbers import Real
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ._numba import compiled_module
 
 __all__ = ["GCELoss", "SCELoss"]
 
@@ -110,6 +113,66 @@ class _MixedTargets(torch.autograd.Function):
         return grad_logits.scatter_add_(1, targets, coef), None, None, None, None, None
 
 
+def _kernel_form(criterion) -> tuple[int, float, float] | None:
+    """``(code, a, b)`` of ``criterion`` for :func:`._loss_kernels.mixed_target_mean`, or None.
+
+    The same criteria as :func:`_per_target_loss`, read at every call (their parameters may be
+    changed on the instance).
+    """
+    if isinstance(criterion, GCELoss):
+        return 1, criterion.q, 0.0
+    if isinstance(criterion, SCELoss):
+        return 2, criterion.alpha, criterion.beta * criterion.A
+    if _per_target_loss(criterion) is not None:
+        return 0, 0.0, 0.0
+    return None
+
+
+#: The compiled mixed-label mean, or None (tests set it to None to run the torch path).
+_kernels = compiled_module("sk_crust._loss_kernels")
+_compiled_mean = None if _kernels is None else _kernels.mixed_target_mean
+
+
+class _KnownGradient(torch.autograd.Function):
+    """A scalar whose gradient with respect to ``logits`` is already computed (``grad``)."""
+
+    @staticmethod
+    def forward(ctx, logits, value, grad):
+        ctx.save_for_backward(grad)
+        return value
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, upstream):
+        (grad,) = ctx.saved_tensors
+        return grad * upstream, None, None
+
+
+def _compiled_mixed_mean(criterion, logits, target, partner_target, lam,
+                         sample_weight) -> torch.Tensor | None:
+    """:func:`_mixed_losses`' weighted mean from one compiled pass, or None where it does not
+    apply (no numba, not the CPU, not float32/float64 logits, another criterion, a target
+    outside the logits' columns: the torch path then runs, and raises torch's error).
+
+    The pass computes the gradient too (the same loop has every term of it); the backward pass
+    only scales it: two torch calls per batch instead of about 25 (see :mod:`._loss_kernels`).
+    """
+    form = _kernel_form(criterion)
+    if (_compiled_mean is None or form is None or logits.device.type != "cpu"
+            or logits.dtype not in (torch.float32, torch.float64) or logits.dim() != 2
+            or not logits.is_contiguous() or target.device.type != "cpu"
+            or partner_target.device.type != "cpu" or sample_weight.device.type != "cpu"):
+        return None
+    z = logits.detach().numpy()
+    grad = np.empty_like(z)
+    value, ok = _compiled_mean(z, target.long().numpy(), partner_target.long().numpy(),
+                               float(lam), sample_weight.detach().numpy(), *form, grad)
+    if not ok:
+        return None
+    return _KnownGradient.apply(logits, torch.from_numpy(np.asarray(value, dtype=z.dtype)),
+                                torch.from_numpy(grad))
+
+
 def _mixed_losses(criterion, logits: torch.Tensor, target: torch.Tensor,
                  partner_target: torch.Tensor, lam: float,
                  sample_weight: torch.Tensor | None = None) -> torch.Tensor | None:
@@ -127,6 +190,11 @@ def _mixed_losses(criterion, logits: torch.Tensor, target: torch.Tensor,
         return None
     _check_inputs(logits, target)
     _check_inputs(logits, partner_target)
+    if sample_weight is not None:
+        compiled = _compiled_mixed_mean(criterion, logits, target, partner_target, lam,
+                                        sample_weight)
+        if compiled is not None:
+            return compiled
     targets = torch.stack([target.long(), partner_target.long()], dim=1)
     weights = torch.tensor([lam, 1.0 - lam], dtype=logits.dtype, device=logits.device)
     if sample_weight is not None:

@@ -590,6 +590,41 @@ def test_coreset_clean_fraction_counts_medoids_when_unselected_examples_train(di
     assert net.history[-1, "coreset_weighted_clean_fraction"] == pytest.approx(
         np.sum(weights * (y_noisy == y)) / weights.sum())
 
+def _kernel(net) -> tuple:
+    group = net.optimizer_.param_groups[0]
+    return group.get("fused"), group.get("foreach")
+
+
+def test_adam_gets_the_fused_kernel_unless_the_user_chose_one(digits):
+    X, y = digits
+    supported = "cpu" in torch.utils._foreach_utils._get_fused_kernels_supported_devices()
+    assert _kernel(_net(max_epochs=1).fit(X, y)) == (supported, None)
+    assert _kernel(_net(max_epochs=1, optimizer=torch.optim.AdamW).fit(X, y))[0] is supported
+    assert _kernel(_net(max_epochs=1, optimizer__fused=False).fit(X, y)) == (False, None)
+    assert _kernel(_net(max_epochs=1, optimizer__foreach=True).fit(X, y)) == (None, True)
+    sgd = _net(max_epochs=1, optimizer=torch.optim.SGD).fit(X, y)
+    assert not sgd.optimizer_.param_groups[0].get("fused")
+
+    class MyAdam(torch.optim.Adam):  # may override step: left alone
+        pass
+
+    assert not _kernel(_net(max_epochs=1, optimizer=MyAdam).fit(X, y))[0]
+    # A parameter group that chooses its own kernel is honoured too.
+    groups = _net(max_epochs=1, optimizer__param_groups=[("*", {"foreach": False})]).fit(X, y)
+    assert _kernel(groups) == (None, False)
+
+
+def test_fused_adam_trains_the_same_rule(digits):
+    # Fused or not, Adam's update is the same: parameters agree after several epochs up to
+    # float rounding (a different rule would differ by orders of magnitude more).
+    X, y = digits
+    fused = _net(max_epochs=4).fit(X, y)
+    plain = _net(max_epochs=4, optimizer__fused=False).fit(X, y)
+    assert fused.optimizer_.param_groups[0]["fused"]
+    for a, b in zip(fused.module_.parameters(), plain.module_.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
 # ---------------------------------------------------------------- does it work?
 def _noisy_digits(seed):
     X, y = load_digits(return_X_y=True)

@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 import sk_crust
-from sk_crust import CrustClassifier
+from sk_crust import CrustClassifier, losses
 from sk_crust.losses import GCELoss, SCELoss, _mixed_losses
 
 LOGITS = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, -1.0, 3.0]])
@@ -44,9 +44,21 @@ def test_mixed_losses_in_one_pass_equal_two_passes(criterion):
         lambda z: _mixed_losses(criterion, z, TARGET, partner, 0.3), (doubled,))
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def mean_path(request, monkeypatch):
+    """Run a test through the compiled weighted mean (numba) and through the torch path."""
+    if request.param == "compiled":
+        if losses._compiled_mean is None:
+            pytest.skip("numba is not installed")
+    else:
+        monkeypatch.setattr(losses, "_compiled_mean", None)
+    return request.param
+
+
 @pytest.mark.parametrize("criterion", [SCELoss(reduction="none"),
+                                       GCELoss(q=0.4, reduction="none"),
                                        torch.nn.CrossEntropyLoss(reduction="none")])
-def test_mixed_losses_weighted_mean_in_the_same_pass(criterion):
+def test_mixed_losses_weighted_mean_in_the_same_pass(criterion, mean_path):
     # The coreset batch's weighted mean, folded into the closed-form pass, equals the weighted
     # mean of the per-example losses, value and gradient (and finite differences).
     partner = torch.tensor([1, 2, 0])
@@ -66,6 +78,42 @@ def test_mixed_losses_weighted_mean_in_the_same_pass(criterion):
     # All weights zero: a zero loss, not a division by zero.
     zero = _mixed_losses(criterion, LOGITS, TARGET, partner, 0.3, sample_weight=torch.zeros(3))
     assert float(zero) == 0.0
+
+
+@pytest.mark.skipif(losses._compiled_mean is None, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("criterion", [SCELoss(alpha=0.3, beta=2.0, A=-6, reduction="none"),
+                                       GCELoss(q=0.7, reduction="none"),
+                                       torch.nn.CrossEntropyLoss(reduction="none")])
+def test_compiled_weighted_mean_equals_the_torch_path(criterion, dtype, monkeypatch):
+    # A training batch's shape, with confident wrong logits (log p near -30) among them.
+    rng = torch.Generator().manual_seed(0)
+    logits = torch.randn(128, 10, generator=rng, dtype=dtype) * 6
+    target = torch.randint(0, 10, (128,), generator=rng)
+    partner = torch.randint(0, 10, (128,), generator=rng)
+    weight = torch.rand(128, generator=rng)
+    weight[:40] = 0.0
+
+    def value_and_grad():
+        z = logits.clone().requires_grad_(True)
+        loss = _mixed_losses(criterion, z, target, partner, 0.37, sample_weight=weight)
+        (loss * 3.0).backward()  # a non-unit upstream gradient is passed on
+        return loss.detach(), z.grad
+
+    compiled = value_and_grad()
+    assert type(compiled[0]) is torch.Tensor and compiled[0].dtype == dtype
+    monkeypatch.setattr(losses, "_compiled_mean", None)
+    expected = value_and_grad()
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else {}
+    torch.testing.assert_close(compiled[0], expected[0], **tol)
+    torch.testing.assert_close(compiled[1], expected[1], **tol)
+
+
+def test_compiled_mean_leaves_bad_targets_to_torchs_error():
+    # A target outside the logits' columns is never read by the kernel: torch's path raises.
+    with pytest.raises((IndexError, RuntimeError), match="out of bounds|index"):
+        _mixed_losses(SCELoss(reduction="none"), LOGITS, torch.tensor([0, 3, 1]), TARGET, 0.5,
+                      sample_weight=torch.ones(3))
 
 
 @pytest.mark.parametrize("criterion", [

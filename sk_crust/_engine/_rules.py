@@ -27,11 +27,12 @@ Arrays in, arrays out; prior validation is assumed.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+
+from .._numba import compiled_module
 
 #: What the engines can select with (see the engines for how each runs them).
 OPTIMIZERS = ("naive", "lazy", "stochastic", "centrality")
@@ -39,21 +40,9 @@ OPTIMIZERS = ("naive", "lazy", "stochastic", "centrality")
 WEIGHTS = ("cluster", "radius", "uniform")
 
 
-def _load_kernels():
-    # Compiled greedy loops when numba is installed (optional: ``pip install sk-crust[fast]``),
-    # about 4x faster on the exact lazy greedy; ``SK_CRUST_NUMBA=0`` forces the NumPy code.
-    if os.environ.get("SK_CRUST_NUMBA", "1") == "0":
-        return None
-    try:
-        from . import _numba_kernels
-    except ImportError:  # numba missing or incompatible with this NumPy
-        return None
-    return _numba_kernels
-
-
 #: The compiled kernels module (:mod:`._numba_kernels`) or None. Engines read it at call time,
 #: so tests can set it to None to run the NumPy code.
-kernels = _load_kernels()
+kernels = compiled_module("sk_crust._engine._numba_kernels")
 
 
 def compiled(S: np.ndarray, cover: np.ndarray | None = None) -> bool:
