@@ -113,19 +113,17 @@ class _MixedTargets(torch.autograd.Function):
         return grad_logits.scatter_add_(1, targets, coef), None, None, None, None, None
 
 
-def _kernel_form(criterion) -> tuple[int, float, float] | None:
-    """``(code, a, b)`` of ``criterion`` for :func:`._loss_kernels.mixed_target_mean`, or None.
+def _kernel_form(criterion) -> tuple[int, float, float]:
+    """``(code, a, b)`` of ``criterion`` for :func:`._loss_kernels.mixed_target_mean`.
 
-    The same criteria as :func:`_per_target_loss`, read at every call (their parameters may be
-    changed on the instance).
+    For the criteria of :func:`_per_target_loss` (the caller has found it one of them): GCE,
+    SCE, else plain cross entropy. Read at every call (parameters may change on the instance).
     """
     if isinstance(criterion, GCELoss):
         return 1, criterion.q, 0.0
     if isinstance(criterion, SCELoss):
         return 2, criterion.alpha, criterion.beta * criterion.A
-    if _per_target_loss(criterion) is not None:
-        return 0, 0.0, 0.0
-    return None
+    return 0, 0.0, 0.0
 
 
 #: The compiled mixed-label mean, or None (tests set it to None to run the torch path).
@@ -151,22 +149,23 @@ class _KnownGradient(torch.autograd.Function):
 def _compiled_mixed_mean(criterion, logits, target, partner_target, lam,
                          sample_weight) -> torch.Tensor | None:
     """:func:`_mixed_losses`' weighted mean from one compiled pass, or None where it does not
-    apply (no numba, not the CPU, not float32/float64 logits, another criterion, a target
-    outside the logits' columns: the torch path then runs, and raises torch's error).
+    apply (no numba, not the CPU, not float32/float64 logits, a target outside the logits'
+    columns: the torch path then runs, and raises torch's error). The caller has checked the
+    shapes (:func:`_check_inputs`) and that ``criterion`` is one of :func:`_per_target_loss`'s.
 
     The pass computes the gradient too (the same loop has every term of it); the backward pass
     only scales it: two torch calls per batch instead of about 25 (see :mod:`._loss_kernels`).
     """
-    form = _kernel_form(criterion)
-    if (_compiled_mean is None or form is None or logits.device.type != "cpu"
-            or logits.dtype not in (torch.float32, torch.float64) or logits.dim() != 2
-            or not logits.is_contiguous() or target.device.type != "cpu"
-            or partner_target.device.type != "cpu" or sample_weight.device.type != "cpu"):
+    if (_compiled_mean is None or logits.dtype not in (torch.float32, torch.float64)
+            or not logits.is_contiguous()
+            or any(t.device.type != "cpu" for t in (logits, target, partner_target,
+                                                    sample_weight))):
         return None
     z = logits.detach().numpy()
     grad = np.empty_like(z)
     value, ok = _compiled_mean(z, target.long().numpy(), partner_target.long().numpy(),
-                               float(lam), sample_weight.detach().numpy(), *form, grad)
+                               float(lam), sample_weight.detach().numpy(),
+                               *_kernel_form(criterion), grad)
     if not ok:
         return None
     return _KnownGradient.apply(logits, torch.from_numpy(np.asarray(value, dtype=z.dtype)),
