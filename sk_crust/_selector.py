@@ -315,7 +315,9 @@ class CrustSelector(_BaseSelection):
         machine without processes: classes that fit ``memory_budget`` run on threads (one per
         core, at most one per class, and no more than the budget allows for the largest class
         at once), each with one BLAS thread; the selection is the same as with ``n_jobs=1``.
-        When a class is over the budget (the blocked path), classes run one after another with
+        Classes too small to pay for the pool (fewer than about 10^6 similarity entries in
+        all, e.g. 10 classes of 300 points) run one after another. When a class is over the
+        budget (the blocked path), classes run one after another with
         multi-threaded BLAS, as with ``n_jobs=1``. Inside a
         ``joblib.parallel_config`` context (e.g. Dask), the context decides.
     random_state : int, RandomState instance or None, default=None

@@ -255,8 +255,8 @@ def test_default_n_jobs_runs_classes_on_threads_with_the_same_coreset(monkeypatc
     from sk_crust import _engine
 
     rng = np.random.default_rng(0)
-    G = rng.normal(size=(1200, 5)).astype(np.float32)
-    y = rng.integers(0, 6, 1200)
+    G = rng.normal(size=(3000, 5)).astype(np.float32)
+    y = rng.integers(0, 6, 3000)  # 6 classes of about 500: enough work for the pool
     seen = []
     real = _engine.default_threads
     monkeypatch.setattr(_engine, "default_threads",
@@ -283,6 +283,19 @@ def test_default_threads_respect_the_memory_budget():
     assert default_threads([1000] * 8, 8, 3 * one, "auto") <= 3  # three classes fit at once
     assert default_threads([1000] * 8, 8, one, "auto") == 1
     assert default_threads([1000], 8, None, "auto") == 1  # one class: nothing to share
+
+
+def test_small_groups_run_one_after_another(monkeypatch):
+    from sk_crust import _engine
+    from sk_crust._engine import THREADED_WORK_FROM, default_threads
+
+    monkeypatch.setattr(_engine, "cpu_count", lambda: 4)
+    # 10 classes of 300 points: 900,000 entries, below the pool's threshold.
+    assert 10 * 300 * 300 < THREADED_WORK_FROM
+    assert default_threads([300] * 10, 8, None, "auto") == 1
+    assert default_threads([600] * 10, 8, None, "auto") == 4
+    # Large groups count their centrality sample, not n_c^2.
+    assert default_threads([1100, 1100], 8, None, "auto") == 2
 
 
 def test_sampler_keeps_dataframes_and_series():

@@ -168,6 +168,14 @@ def select_groups(X: np.ndarray, groups: list[np.ndarray], budgets, seeds, *, en
                                    for rows, b, seed in jobs)
 
 
+#: Groups run on threads only from this many similarity entries in all (the sum over groups
+#: of ``n_c * min(n_c, CENTRALITY_SAMPLE)``). Below it, starting the pool and limiting BLAS cost
+#: more than the threads give back: centrality on 10 classes of 30 / 120 / 300 / 600 points
+#: took 4.0 / 4.2 / 5.1 / 10.1 ms on two threads against 1.6 / 2.0 / 5.0 / 12.9 ms one class
+#: after another (2 cores, median of 6 ``CrustSelector`` fits each).
+THREADED_WORK_FROM = 2 ** 20
+
+
 @functools.cache
 def _blas_controller():
     """threadpoolctl's view of the loaded BLAS libraries (scanning them takes ~10 ms: once)."""
@@ -179,8 +187,9 @@ def default_threads(sizes: list[int], d: int, memory_budget: int | None, engine:
 
     For dense groups, as many as there are cores and groups (the compiled loops release the GIL,
     and so do the matrix products), but no more than ``memory_budget`` allows for the largest
-    group at once (:func:`._dense.dense_bytes`). 1 when any group takes the blocked engine, and
-    inside a ``joblib.parallel_config`` context, which then decides (Dask, say).
+    group at once (:func:`._dense.dense_bytes`). 1 when any group takes the blocked engine,
+    inside a ``joblib.parallel_config`` context, which then decides (Dask, say), and when the
+    groups are too small to pay for the pool (:data:`THREADED_WORK_FROM`).
     """
     backend, context_jobs = get_active_backend()
     if context_jobs is not None or type(backend).__name__ != "LokyBackend" or len(sizes) < 2:
@@ -188,6 +197,8 @@ def default_threads(sizes: list[int], d: int, memory_budget: int | None, engine:
     def dense(n):
         return engine == "dense" or (engine == "auto" and fits_dense(n, d, memory_budget))
 
+    if sum(n * min(n, CENTRALITY_SAMPLE) for n in sizes) < THREADED_WORK_FROM:
+        return 1
     if not all(dense(n) for n in sizes):
         # Blocked classes keep running one after another, with multi-threaded BLAS: threads
         # were not shown to help their batched products (10^6 points, stochastic, k=10%: 686 s
@@ -232,6 +243,7 @@ def parse_memory_budget(memory_budget) -> int | None:
         "None (no limit)")
 
 
-__all__ = ["CENTRALITY_SAMPLE", "ENGINES", "GroupSelection", "METRICS", "OPTIMIZERS", "WEIGHTS",
+__all__ = ["CENTRALITY_SAMPLE", "ENGINES", "GroupSelection", "METRICS", "OPTIMIZERS",
+           "THREADED_WORK_FROM", "WEIGHTS",
            "center_distances", "choose_engine", "dense_bytes", "medoid_distances",
            "parse_memory_budget", "select_group", "select_groups"]
