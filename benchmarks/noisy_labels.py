@@ -53,7 +53,7 @@ NOISE = {"sym0": ("symmetric", 0.0), "sym20": ("symmetric", 0.2), "sym50": ("sym
          "sym80": ("symmetric", 0.8), "asym40": ("asymmetric", 0.4)}
 METHODS = ("plain", "plain_es", "random", "crust_default", "crust_half", "crust_half_nomixup",
            "crust_paper", "crust_official", "cleanlab", "crust_auto_ce",
-           "crust_k30", "crust_k70", "crust_k90")
+           "crust_k30", "crust_k70", "crust_k90", "crust_sce_all")
 # The fixed-size sweep (crust_kNN: the default preset with coreset_size N%) answers whether
 # "auto" matches a tuned coreset_size; it is opt-in (--methods) to keep the default grid short.
 DEFAULT_METHODS = METHODS[:10]
@@ -65,7 +65,8 @@ LABELS = {"plain": "plain", "plain_es": "plain + early stop", "random": "random 
           "cleanlab": "cleanlab CleanLearning",
           "crust_k30": "CRUST default, coreset_size=0.3",
           "crust_k70": "CRUST default, coreset_size=0.7",
-          "crust_k90": "CRUST default, coreset_size=0.9"}
+          "crust_k90": "CRUST default, coreset_size=0.9",
+          "crust_sce_all": "CRUST default before round 8 (SCE on every example)"}
 # Per-dataset protocol: module, default epochs, training-set size, batch size.
 PROTOCOL = {
     "digits": dict(module="mlp", epochs=60, batch_size=128,
@@ -192,6 +193,9 @@ def make_estimator(method: str, dataset: str, epochs: int, seed: int, y_true):
                                       callbacks=tracker, **former, **shared)
     if method == "crust_default":
         return CrustClassifier(preset="default", callbacks=tracker, **shared)
+    if method == "crust_sce_all":
+        return CrustClassifier(preset="default", noisy_criterion_scope="all", callbacks=tracker,
+                               **shared)
     if method == "crust_auto_ce":
         return CrustClassifier(preset="default", callbacks=tracker, **former, **shared)
     if method == "crust_half":

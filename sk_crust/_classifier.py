@@ -46,6 +46,7 @@ from ._engine import OPTIMIZERS, WEIGHTS
 from ._gradients import GRADIENTS, GradientFeatures
 from ._gradients import gradient_features as _gradient_features
 from ._mixup import MIXUPS, BatchPlan, mix
+from ._noise_estimation import CONCENTRATED_NOISE_FROM
 from ._optim import use_fused
 from ._run import Coreset, Run, SubsetSampler
 from ._schedule import Schedule
@@ -72,6 +73,13 @@ NOISY_CRITERIA = {"sce": SCELoss, "gce": GCELoss, "keep": None}
 #: ``"auto"`` coreset keeps at least 95% of each class and training stays plain cross entropy,
 #: so clean labels train as plain training does.
 NOISY_CRITERION_FROM = 0.05
+#: ``noisy_criterion_scope`` values: which examples the noisy criterion trains.
+NOISY_SCOPES = ("auto", "unselected", "all")
+#: ``noisy_criterion_scope="auto"`` keeps cross entropy for the medoids only below this noise
+#: estimate. On the noise panel coresets were 91% clean at 20% noise but 76% at 50% (where the
+#: estimate reads 0.45-0.55) and 22% at 80%: cross entropy on that many wrong medoid labels
+#: memorises them in long training (digits, 50% noise, 60 epochs: -0.039 with 0.5 here).
+TRUSTED_NOISE_BELOW = 0.4
 
 #: Values that ``preset`` gives to the parameters left at ``None`` (DESIGN §3).
 #: ``"default"``'s selection is what measured best on digits with 50% symmetric noise (MLP,
@@ -89,18 +97,23 @@ PRESETS: dict[str, dict[str, Any]] = {
     # estimate reads noise (>= 0.05), with the symmetric cross entropy, which keeps them from
     # being memorised: better than the drop-and-cross-entropy default on 13 of 14 sets at 20
     # epochs and 9 of 9 at 60; clean-looking labels (estimate < 0.05) still train plainly.
+    # Since the eighth round (the panel and 13 held-out sets, 20 and 60 epochs): the coreset
+    # keeps cross entropy and only the rest gets SCE, unless the estimate finds labels moved
+    # to one other class (noisy_criterion_scope="auto"); SCE on every example made small and
+    # hard sets under-fit (see noise_panel_notes.md).
     "default": dict(coreset_size="auto", unselected_weight=0.3, noisy_criterion="sce",
-                    warmup_epochs=5, select_every=1, gradient="logits", group_by="label",
+                    noisy_criterion_scope="auto", warmup_epochs=5, select_every=1,
+                    gradient="logits", group_by="label",
                     selection_optimizer="centrality", selection_weights="uniform",
                     mixup="cluster", mixup_alpha=(1.0, 1.0)),
     # The paper states neither warm-up nor the mixup alpha: the official code's warm-up, and
     # alpha = 1 (uniform lambda, the mixup paper's CIFAR setting).
     "paper": dict(coreset_size=0.5, unselected_weight=0.0, noisy_criterion="keep",
-                  warmup_epochs=5, select_every=1,
+                  noisy_criterion_scope="all", warmup_epochs=5, select_every=1,
                   gradient="logits", group_by="prediction", selection_optimizer="lazy",
                   selection_weights="cluster", mixup="cluster", mixup_alpha=(1.0, 1.0)),
     "official": dict(coreset_size=0.5, unselected_weight=0.0, noisy_criterion="keep",
-                     warmup_epochs=5, select_every=1,
+                     noisy_criterion_scope="all", warmup_epochs=5, select_every=1,
                      gradient="penultimate", group_by="label", selection_optimizer="centrality",
                      selection_weights="radius", mixup="class", mixup_alpha=(1.0, 0.1)),
 }
@@ -199,6 +212,20 @@ class CrustClassifier(NeuralNetClassifier):
         After the switch ``criterion_`` is the new loss, and ``train_loss`` /
         ``valid_loss`` in ``history`` are its values. ``None``: the preset's (``"sce"`` for
         ``"default"``, ``"keep"`` for ``"paper"`` and ``"official"``).
+    noisy_criterion_scope : {"auto", "unselected", "all"}, default=None
+        Which training examples ``noisy_criterion`` applies to once it is switched on.
+        ``"unselected"``: only those outside the coreset (trained when
+        ``unselected_weight > 0``); the medoids keep cross entropy, since the selection
+        judged their labels right, and learn at its speed. ``"all"``: every example.
+        ``"auto"``: ``"unselected"``, or ``"all"`` where wrong labels may form a dense
+        cluster that the selection can take for clean: two classes (every wrong label comes
+        from the one other class), labels moved to one other class
+        (``concentrated_noise_rate_`` at least 0.2), or many labels wrong (``noise_rate_``
+        at least 0.4). The fitted ``noisy_criterion_scope_`` says which was used. ``None``:
+        the preset's (``"auto"`` for ``"default"``, ``"all"`` for ``"paper"`` and
+        ``"official"``, which never switch). On the noise panel and 13 held-out sets (20 and
+        60 epochs), ``"auto"`` met issue 12's goal 1 in 132 of 223 cells against 124 for
+        ``"all"`` (``benchmarks/results/noise_panel_notes.md``, eighth round).
     warmup_epochs : int, default=None
         Epochs of training on all data before the first selection. ``None``: the preset's (5).
     select_every : int, default=None
@@ -266,6 +293,9 @@ class CrustClassifier(NeuralNetClassifier):
         class beyond the spread background (``method="concentrated"``, the same
         predictions), whether or not it reached 0.2; also in ``history`` as
         ``concentrated_noise_rate``.
+    noisy_criterion_scope_ : {"unselected", "all"}
+        Once ``noisy_criterion`` has replaced cross entropy: the examples it trains (see
+        ``noisy_criterion_scope``). Absent while training is plain cross entropy.
     coreset_fraction_ : float
         With ``coreset_size="auto"`` only: the coreset fraction used, ``1 - noise_rate_``
         clipped to [0.1, 1], the same for every class (unlike the sampler's two-class rule:
@@ -304,7 +334,7 @@ class CrustClassifier(NeuralNetClassifier):
                  optimizer=torch.optim.Adam, lr: float = 1e-3,
                  coreset_size: float | int | str | None = None,
                  unselected_weight: float | None = None, noisy_criterion=None,
-                 warmup_epochs: int | None = None,
+                 noisy_criterion_scope: str | None = None, warmup_epochs: int | None = None,
                  select_every: int | None = None, gradient: str | None = None,
                  group_by: str | None = None, selection_optimizer: str | None = None,
                  selection_weights: str | None = None, mixup: str | None = None,
@@ -314,6 +344,7 @@ class CrustClassifier(NeuralNetClassifier):
         self.coreset_size = coreset_size
         self.unselected_weight = unselected_weight
         self.noisy_criterion = noisy_criterion
+        self.noisy_criterion_scope = noisy_criterion_scope
         self.warmup_epochs = warmup_epochs
         self.select_every = select_every
         self.gradient = gradient
@@ -564,7 +595,8 @@ class CrustClassifier(NeuralNetClassifier):
         if not is_int(config["select_every"], 1):
             raise ValueError(f"select_every={config['select_every']!r} is not valid: pass an "
                              "int >= 1")
-        for name, accepted in (("gradient", GRADIENTS), ("group_by", GROUP_BY),
+        for name, accepted in (("noisy_criterion_scope", NOISY_SCOPES),
+                               ("gradient", GRADIENTS), ("group_by", GROUP_BY),
                                ("selection_optimizer", OPTIMIZERS),
                                ("selection_weights", WEIGHTS), ("mixup", MIXUPS)):
             check_choice(name, config[name], accepted)
@@ -676,11 +708,15 @@ class CrustClassifier(NeuralNetClassifier):
         medoids = selector.indices_
         weights = selector.sample_weight_.astype(np.float32)
         positions = np.sort(medoids)
+        selected = None
         if config["unselected_weight"] > 0:
             weights = _weigh_unselected(weights, medoids, groups, config["unselected_weight"])
             positions = np.arange(run.n)
+            if getattr(self, "_trusted_criterion_", None) is not None:
+                selected = np.zeros(run.n, dtype=bool)
+                selected[medoids] = True
         partners = MIXUPS[config["mixup"]].partners(medoids, selector.labels_, run.y)
-        self._coreset_ = Coreset(positions, weights, partners, run.key)
+        self._coreset_ = Coreset(positions, weights, partners, run.key, selected)
         run.use(self._coreset_)
         self.coreset_indices_ = run.fit_index[medoids]
         self.coreset_weights_ = selector.weights_
@@ -706,6 +742,7 @@ class CrustClassifier(NeuralNetClassifier):
             proba = residual_proba(logits.features, logits.y)
             self.noise_rate_, _, self.concentrated_noise_rate_ = auto_noise_parts(logits.y,
                                                                                   proba)
+            self._estimated_classes_ = proba.shape[1]
             # One fraction for every class, also with two: per-class rates from the warm-up
             # model's in-sample probabilities emptied a class on data no panel uses (titanic,
             # 40% noise: -0.22; see the user guide); the sampler's out-of-fold ones did not.
@@ -716,15 +753,41 @@ class CrustClassifier(NeuralNetClassifier):
         return self.coreset_fraction_
 
     def _switch_criterion(self, noisy) -> None:
-        """Replace the default cross entropy by ``noisy`` once the estimate reads noise."""
+        """Replace the default cross entropy by ``noisy`` once the estimate reads noise.
+
+        With ``noisy_criterion_scope`` ``"unselected"`` (or ``"auto"`` without
+        class-conditional noise) the cross entropy is kept, as ``_trusted_criterion_``, for
+        the medoids.
+        """
         loss = NOISY_CRITERIA.get(noisy) if isinstance(noisy, str) else noisy
         if (loss is None or self.noise_rate_ < NOISY_CRITERION_FROM
                 or self.criterion is not torch.nn.CrossEntropyLoss
                 or isinstance(self.criterion_, loss)):
             return
+        scope = self.crust_config_["noisy_criterion_scope"]
+        if scope == "auto":
+            scope = "unselected" if self._coreset_trusted() else "all"
+        self.noisy_criterion_scope_ = scope
+        # In a tuple: skorch refuses a torch module set as an attribute outside initialize.
+        self._trusted_criterion_ = (self.criterion_,) if scope == "unselected" else None
         criterion = loss(reduction="none")
         self.criterion_ = criterion.to(self.device) if isinstance(criterion, torch.nn.Module) \
             else criterion
+
+    def _coreset_trusted(self) -> bool:
+        """``noisy_criterion_scope="auto"``: may the medoids keep cross entropy?
+
+        Not when wrong labels may form a dense cluster of their own, which the selection can
+        take for clean: labels moved to one other class (the concentrated estimate reaches
+        ``CONCENTRATED_NOISE_FROM``), or two classes (every wrong label then comes from the
+        one other class, which the concentrated estimate cannot see); nor when many labels
+        look wrong (``noise_rate_`` at least ``TRUSTED_NOISE_BELOW``), where coresets were
+        a quarter wrong or worse (``benchmarks/results/noise_panel.md``).
+        """
+        concentrated = getattr(self, "concentrated_noise_rate_", None) or 0.0
+        return (getattr(self, "_estimated_classes_", 0) >= 3
+                and self.noise_rate_ < TRUSTED_NOISE_BELOW
+                and concentrated < CONCENTRATED_NOISE_FROM)
 
     def get_label_issues(self, X, y):
         """Rank samples by how likely their label is wrong, most suspicious first.
@@ -872,7 +935,10 @@ class CrustClassifier(NeuralNetClassifier):
             lam = float(self._rng_.beta(*self.crust_config_["mixup_alpha"]))
             if MIXUPS[self.crust_config_["mixup"]].mixes_labels:
                 partner_y = torch.from_numpy(run.y[partners])
-        self._batch_ = BatchPlan(positions, partners, weights, partner_X, partner_y, lam)
+        trusted = (None if coreset.selected is None
+                   else torch.from_numpy(coreset.selected[positions]))
+        self._batch_ = BatchPlan(positions, partners, weights, partner_X, partner_y, lam,
+                                 trusted)
 
     def train_step_single(self, batch, **fit_params):
         """skorch's training step, fed with the mixed input when mixup is on."""
@@ -897,13 +963,34 @@ class CrustClassifier(NeuralNetClassifier):
 
     def _mean_loss(self, y_pred, y_true, X, training: bool) -> torch.Tensor:
         plan = getattr(self, "_batch_", None) if training else None
+        trusted = (getattr(self, "_trusted_criterion_", None) or (None,))[0]
+        if plan is None or plan.trusted is None or trusted is None:
+            return self._plan_mean(self.criterion_, y_pred, y_true, X, training, plan,
+                                   None if plan is None else plan.weights)
+        # The medoids train with the trusted criterion (cross entropy), the rest with the
+        # noisy one: the batch's weighted mean, split by the weights' two parts.
+        weights = plan.weights.to(torch.float64)
+        total = weights.sum()
+        loss = None
+        for criterion, mask in ((trusted, plan.trusted), (self.criterion_, ~plan.trusted)):
+            part = torch.where(mask, weights, 0.0)
+            mass = part.sum()
+            if mass > 0:
+                term = self._plan_mean(criterion, y_pred, y_true, X, training, plan,
+                                       part.to(plan.weights.dtype)) * (mass / total).item()
+                loss = term if loss is None else loss + term
+        return loss
+
+    def _plan_mean(self, criterion, y_pred, y_true, X, training: bool, plan,
+                   weights) -> torch.Tensor:
+        """Mean of ``criterion`` over the batch, weighted by ``weights`` when training."""
         if plan is not None and plan.partner_y is not None:
-            loss = _mixed_losses(self.criterion_, y_pred, to_tensor(y_true, self.device),
+            loss = _mixed_losses(criterion, y_pred, to_tensor(y_true, self.device),
                                  plan.partner_y.to(y_pred.device), plan.lam,
-                                 sample_weight=plan.weights)
+                                 sample_weight=weights)
             if loss is not None:
                 return loss
-        losses = super().get_loss(y_pred, y_true, X=X, training=training)
+        losses = self._losses_of(criterion, y_pred, y_true, X, training)
         if losses.dim() == 0:  # a custom criterion that reduces by itself
             if plan is not None:
                 raise ValueError("CrustClassifier needs per-example losses: the criterion must "
@@ -912,9 +999,15 @@ class CrustClassifier(NeuralNetClassifier):
         if plan is None:
             return losses.mean()
         if plan.partner_y is not None:
-            partner_losses = super().get_loss(y_pred, plan.partner_y, X=X, training=training)
+            partner_losses = self._losses_of(criterion, y_pred, plan.partner_y, X, training)
             losses = plan.lam * losses + (1.0 - plan.lam) * partner_losses
-        return self._weighted_mean(losses, plan.weights)
+        return self._weighted_mean(losses, weights)
+
+    def _losses_of(self, criterion, y_pred, y_true, X, training: bool) -> torch.Tensor:
+        """skorch's loss for ``criterion_``; another criterion is called on the logits."""
+        if criterion is self.criterion_:
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        return criterion(y_pred, to_tensor(y_true, device=self.device))
 
     @staticmethod
     def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -959,7 +1052,8 @@ class CrustClassifier(NeuralNetClassifier):
     def initialize(self):
         # A fresh model has no coreset yet.
         for name in ("coreset_indices_", "coreset_weights_", "noise_rate_",
-                     "concentrated_noise_rate_", "coreset_fraction_", "_coreset_"):
+                     "concentrated_noise_rate_", "coreset_fraction_", "_coreset_",
+                     "noisy_criterion_scope_", "_trusted_criterion_", "_estimated_classes_"):
             self.__dict__.pop(name, None)
         return super().initialize()
 

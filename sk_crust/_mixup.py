@@ -49,6 +49,7 @@ class BatchPlan(NamedTuple):
     partner_X: torch.Tensor | None
     partner_y: torch.Tensor | None  # only when the labels are mixed too
     lam: float
+    trusted: torch.Tensor | None = None  # bool: the batch's medoids, with their own criterion
 
 
 class Mixup:

@@ -60,6 +60,8 @@ class Coreset(NamedTuple):
     weights: np.ndarray  # dense (n_train,) float32, 0 outside the coreset
     partners: Partners | None
     key: str  # training split fingerprint (size and labels)
+    # (n_train,) bool: the medoids, when they train with another criterion than the rest
+    selected: np.ndarray | None = None
 
 
 def split_key(fit_index: np.ndarray, y: np.ndarray | None) -> str:

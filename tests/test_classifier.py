@@ -336,9 +336,10 @@ def test_user_values_override_the_preset(digits):
 
 def test_default_preset_is_the_measured_one():
     assert PRESETS["default"] == dict(
-        coreset_size="auto", unselected_weight=0.3, noisy_criterion="sce", warmup_epochs=5,
-        select_every=1, gradient="logits", group_by="label", selection_optimizer="centrality",
-        selection_weights="uniform", mixup="cluster", mixup_alpha=(1.0, 1.0))
+        coreset_size="auto", unselected_weight=0.3, noisy_criterion="sce",
+        noisy_criterion_scope="auto", warmup_epochs=5, select_every=1, gradient="logits",
+        group_by="label", selection_optimizer="centrality", selection_weights="uniform",
+        mixup="cluster", mixup_alpha=(1.0, 1.0))
     assert PRESETS["paper"]["unselected_weight"] == PRESETS["official"]["unselected_weight"] == 0
     assert PRESETS["paper"]["noisy_criterion"] == PRESETS["official"]["noisy_criterion"] == "keep"
     assert PRESETS["paper"]["group_by"] == "prediction"

@@ -23,6 +23,7 @@ from sk_crust import (
     add_label_noise,
     estimate_noise_rate,
 )
+from sk_crust._classifier import TRUSTED_NOISE_BELOW
 from sk_crust._noise_estimation import CONCENTRATED_NOISE_FROM, auto_fraction, residual_proba
 from sk_crust.losses import GCELoss, SCELoss
 
@@ -670,6 +671,73 @@ def test_classifier_noisy_criterion_across_partial_fit_and_pickle():
     restored = pickle.loads(pickle.dumps(net.set_params(max_epochs=3).fit(X, y)))
     assert type(restored.criterion_) is SCELoss
     np.testing.assert_array_equal(restored.predict(X[:50]), net.predict(X[:50]))
+
+
+def test_classifier_noisy_criterion_scope_keeps_cross_entropy_on_the_coreset():
+    from sk_crust._mixup import BatchPlan
+
+    X, y = _digits_with_noise(0.3)  # symmetric, ten classes, under half wrong: trusted
+    net = _noisy_net().fit(X, y)
+    assert net.concentrated_noise_rate_ < CONCENTRATED_NOISE_FROM
+    assert 0.05 <= net.noise_rate_ < TRUSTED_NOISE_BELOW
+    assert net.noisy_criterion_scope_ == "unselected" and type(net.criterion_) is SCELoss
+    # A coreset batch: cross entropy on its medoids, SCE on the rest, one weighted mean.
+    torch.manual_seed(0)
+    y_pred = torch.randn(5, 10, requires_grad=True)
+    y_true = torch.tensor([0, 3, 3, 7, 1])
+    weights = torch.tensor([1.0, 0.3, 1.0, 0.3, 0.3])
+    trusted = torch.tensor([True, False, True, False, False])
+    net._batch_ = BatchPlan(np.arange(5), None, weights, None, None, 1.0, trusted)
+    ce = torch.nn.functional.cross_entropy(y_pred, y_true, reduction="none")
+    sce = SCELoss(reduction="none")(y_pred, y_true)
+    expected = (weights * torch.where(trusted, ce, sce)).sum() / weights.sum()
+    torch.testing.assert_close(net.get_loss(y_pred, y_true, training=True), expected)
+    # With mixed labels too (the compiled or the torch path: the same mean).
+    partner = torch.tensor([2, 3, 5, 7, 0])
+    net._batch_ = BatchPlan(np.arange(5), np.arange(5), weights, torch.zeros(5, 64), partner,
+                            0.4, trusted)
+    mixed_ce = 0.4 * ce + 0.6 * torch.nn.functional.cross_entropy(y_pred, partner,
+                                                                   reduction="none")
+    mixed_sce = 0.4 * sce + 0.6 * SCELoss(reduction="none")(y_pred, partner)
+    expected = (weights * torch.where(trusted, mixed_ce, mixed_sce)).sum() / weights.sum()
+    torch.testing.assert_close(net.get_loss(y_pred, y_true, training=True), expected)
+    # The coreset epochs' batches did carry the medoid mask.
+    assert net._coreset_.selected is not None
+    assert net._coreset_.selected.sum() == len(net.coreset_indices_)
+    # "all": every example gets SCE, as before the rule (and as with class-conditional noise).
+    everything = _noisy_net(noisy_criterion_scope="all").fit(X, y)
+    assert everything.noisy_criterion_scope_ == "all"
+    assert everything._trusted_criterion_ is None and everything._coreset_.selected is None
+    restored = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(restored.predict(X[:50]), net.predict(X[:50]))
+
+
+def test_classifier_noisy_criterion_scope_auto_distrusts_clustered_or_majority_noise():
+    X, y = _digits_split()
+    net = CrustClassifier(max_epochs=6, train_split=None, verbose=0, random_state=0)
+    # Labels moved to one other class: a dense cluster of wrong labels.
+    y_noisy = np.asarray(add_label_noise(y, 0.4, kind="asymmetric", random_state=0)[0])
+    net.fit(X, y_noisy)
+    assert net.concentrated_noise_rate_ >= CONCENTRATED_NOISE_FROM  # measured 0.3
+    assert net.noisy_criterion_scope_ == "all" and net._trusted_criterion_ is None
+    forced = CrustClassifier(max_epochs=6, train_split=None, verbose=0, random_state=0,
+                             noisy_criterion_scope="unselected").fit(X, y_noisy)
+    assert forced.noisy_criterion_scope_ == "unselected"
+    # Most labels wrong.
+    net.fit(X, np.asarray(add_label_noise(y, 0.8, random_state=0)[0]))
+    assert net.noise_rate_ >= TRUSTED_NOISE_BELOW and net.noisy_criterion_scope_ == "all"
+    # Two classes: every wrong label comes from the one other class.
+    binary = y < 5
+    net.fit(X, np.asarray(add_label_noise(binary.astype(int), 0.3, random_state=0)[0]))
+    assert net.noise_rate_ >= 0.05 and net.noisy_criterion_scope_ == "all"
+
+
+def test_classifier_noisy_criterion_scope_invalid():
+    X, y = _digits_with_noise(0.0)
+    for bad in ("rest", 1, True):
+        with pytest.raises(ValueError, match=r"noisy_criterion_scope=.* is not valid: pass one "
+                                             r"of \['auto', 'unselected', 'all'\]"):
+            _noisy_net(noisy_criterion_scope=bad).fit(X[:60], y[:60])
 
 
 def test_classifier_noisy_criterion_invalid():
