@@ -732,20 +732,15 @@ def test_classifier_noisy_criterion_scope_auto_distrusts_clustered_or_majority_n
     assert net.noise_rate_ >= 0.05 and net.noisy_criterion_scope_ == "all"
 
 
-def test_classifier_noisy_criterion_scope_invalid():
+@pytest.mark.parametrize("name, bad_values, accepted", [
+    ("noisy_criterion", ("mae", 3, True), r"\['sce', 'gce', 'keep'\] or a loss class"),
+    ("noisy_criterion_scope", ("rest", 1, True), r"\['auto', 'unselected', 'all'\]"),
+])
+def test_classifier_noisy_criterion_invalid(name, bad_values, accepted):
     X, y = _digits_with_noise(0.0)
-    for bad in ("rest", 1, True):
-        with pytest.raises(ValueError, match=r"noisy_criterion_scope=.* is not valid: pass one "
-                                             r"of \['auto', 'unselected', 'all'\]"):
-            _noisy_net(noisy_criterion_scope=bad).fit(X[:60], y[:60])
-
-
-def test_classifier_noisy_criterion_invalid():
-    X, y = _digits_with_noise(0.0)
-    for bad in ("mae", 3, True):
-        with pytest.raises(ValueError, match=r"noisy_criterion=.* is not valid: pass one of "
-                                             r"\['sce', 'gce', 'keep'\] or a loss class"):
-            _noisy_net(noisy_criterion=bad).fit(X[:60], y[:60])
+    for bad in bad_values:
+        with pytest.raises(ValueError, match=rf"{name}=.* is not valid: pass one of {accepted}"):
+            _noisy_net(**{name: bad}).fit(X[:60], y[:60])
 
 
 def test_classifier_unselected_weight_out_of_range():
